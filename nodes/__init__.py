@@ -1,0 +1,1 @@
+"""Thin ComfyUI adapters over dreamactor_core: parse inputs, call the core, format outputs."""

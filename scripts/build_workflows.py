@@ -1,0 +1,107 @@
+"""Writes the shipped UI-format workflows in workflows/ from compact graph descriptions.
+
+The node input/output lists come from a live server's /object_info, so a workflow always
+matches the nodes as they are declared. Run after changing a node's inputs or outputs:
+
+    .venv/bin/python scripts/build_workflows.py
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+import tempfile
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from comfy_server import ROOT, ComfyServer  # noqa: E402
+from workflow_api import _is_widget  # noqa: E402
+
+
+class Graph:
+    def __init__(self, object_info: dict):
+        self.info = object_info
+        self.nodes: list[dict] = []
+        self.links: list[list] = []
+
+    def add(self, node_type: str, widgets: list, pos: tuple[float, float], title: str | None = None) -> int:
+        info = self.info[node_type]
+        specs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+        order = info.get("input_order", {})
+        inputs = [{"name": name, "type": specs[name][0], "link": None}
+                  for name in order.get("required", []) + order.get("optional", [])
+                  if not _is_widget(specs[name])]
+        outputs = [{"name": name, "type": kind, "links": [], "slot_index": i}
+                   for i, (name, kind) in enumerate(zip(info["output_name"], info["output"]))]
+        node = {"id": len(self.nodes) + 1, "type": node_type, "pos": list(pos), "size": [320, 160],
+                "flags": {}, "order": len(self.nodes), "mode": 0, "inputs": inputs, "outputs": outputs,
+                "properties": {"Node name for S&R": node_type}, "widgets_values": widgets}
+        if title:
+            node["title"] = title
+        self.nodes.append(node)
+        return node["id"]
+
+    def link(self, src: int, output: str, dst: int, input_name: str) -> None:
+        src_node, dst_node = self.nodes[src - 1], self.nodes[dst - 1]
+        slot = next(i for i, o in enumerate(src_node["outputs"]) if o["name"] == output)
+        dst_slot = next(i for i, o in enumerate(dst_node["inputs"]) if o["name"] == input_name)
+        link_id = len(self.links) + 1
+        kind = src_node["outputs"][slot]["type"]
+        self.links.append([link_id, src, slot, dst, dst_slot, kind])
+        src_node["outputs"][slot]["links"].append(link_id)
+        dst_node["inputs"][dst_slot]["link"] = link_id
+
+    def to_json(self) -> dict:
+        return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
+                "links": self.links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}},
+                "version": 0.4}
+
+
+def guidance_from_video(info: dict) -> dict:
+    g = Graph(info)
+    photo = g.add("LoadImage", ["reference_astronaut.jpg", "image"], (0, 0), "Reference photo")
+    ref = g.add("DreamActorReferenceLoader", [384, 512, 0.08], (360, 0))
+    video = g.add("LoadVideo", ["driver_astronaut.mp4", "image"], (0, 420), "Driving video")
+    parts = g.add("GetVideoComponents", [], (360, 420))
+    skel = g.add("DreamActorSkeletonExtractor", [25.0, "auto", "1", 8], (720, 200))
+    sphere = g.add("DreamActorHeadSphereRenderer", [1.0], (1100, 100))
+    faces = g.add("DreamActorFaceCrop", [224], (1100, 420))
+    guidance_video = g.add("CreateVideo", [25.0], (1460, 100))
+    save_guidance = g.add("SaveVideo", ["dreamactor/guidance", "auto", "auto"], (1800, 100))
+    faces_video = g.add("CreateVideo", [25.0], (1460, 420))
+    save_faces = g.add("SaveVideo", ["dreamactor/face_crops", "auto", "auto"], (1800, 420))
+    save_ref = g.add("SaveImage", ["dreamactor/reference"], (720, -260))
+    g.link(photo, "IMAGE", ref, "image")
+    g.link(video, "VIDEO", parts, "video")
+    g.link(parts, "images", skel, "images")
+    g.link(parts, "fps", skel, "fps")
+    g.link(ref, "reference", skel, "reference")
+    g.link(skel, "pose", sphere, "pose")
+    g.link(ref, "reference", sphere, "reference")
+    g.link(skel, "skeleton_maps", sphere, "background")
+    g.link(parts, "images", faces, "images")
+    g.link(skel, "measured_pose", faces, "pose")
+    g.link(sphere, "sphere_maps", guidance_video, "images")
+    g.link(parts, "fps", guidance_video, "fps")
+    g.link(guidance_video, "VIDEO", save_guidance, "video")
+    g.link(faces, "face_crops", faces_video, "images")
+    g.link(parts, "fps", faces_video, "fps")
+    g.link(faces_video, "VIDEO", save_faces, "video")
+    g.link(ref, "framed_image", save_ref, "images")
+    return g.to_json()
+
+
+WORKFLOWS = {"dreamactor_guidance_from_video.json": guidance_from_video}
+
+
+def main() -> None:
+    with ComfyServer(pathlib.Path(tempfile.mkdtemp(prefix="dreamactor-build-"))) as server:
+        info = server.object_info()
+    for name, build in WORKFLOWS.items():
+        path = ROOT / "workflows" / name
+        path.write_text(json.dumps(build(info), indent=1) + "\n")
+        print("wrote", path.relative_to(ROOT))
+
+
+if __name__ == "__main__":
+    main()
