@@ -30,7 +30,7 @@ class DreamActorFaceCrop(io.ComfyNode):
                 io.Int.Input("size", default=224, min=64, max=1024, step=8,
                              tooltip="Crop size in pixels; the face-motion encoder expects 224."),
             ],
-            outputs=[io.Image.Output("face_crops"), io.String.Output("report")],
+            outputs=[io.Image.Output("face_crops", display_name="face_crops"), io.String.Output("report", display_name="report")],
         )
 
     @classmethod

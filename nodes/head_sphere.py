@@ -7,7 +7,7 @@ from comfy_api.latest import io
 
 from ..dreamactor_core.guidance.driving import composite_over
 from ..dreamactor_core.guidance.head_sphere import render_head_spheres
-from .comfy_glue import frames_uint8, uint8_to_image_batch
+from .comfy_glue import image_batch_to_uint8, uint8_to_image_batch
 from .types import PoseTrackType, ReferenceType
 
 CATEGORY = "DreamActor"
@@ -33,7 +33,7 @@ class DreamActorHeadSphereRenderer(io.ComfyNode):
                 io.Image.Input("background", optional=True,
                                tooltip="Maps to draw the sphere over (same frame count), e.g. skeleton maps."),
             ],
-            outputs=[io.Image.Output("sphere_maps")],
+            outputs=[io.Image.Output("sphere_maps", display_name="sphere_maps")],
         )
 
     @classmethod
@@ -42,10 +42,10 @@ class DreamActorHeadSphereRenderer(io.ComfyNode):
         spheres = render_head_spheres(pose, size=pose.image_size, radius_scale=radius_scale,
                                       reference_radius=reference_radius)
         if background is not None:
-            back = frames_uint8(background, "background")
-            if len(back) != len(pose) or back[0].shape[:2] != tuple(pose.image_size):
+            back = image_batch_to_uint8(background, "background")
+            if back.shape[:3] != (len(pose), *pose.image_size):
                 raise ValueError(
-                    f"background has {len(back)} frames of {back[0].shape[1]}x{back[0].shape[0]} but the "
+                    f"background has {back.shape[0]} frames of {back.shape[2]}x{back.shape[1]} but the "
                     f"pose track has {len(pose)} frames of {pose.image_size[1]}x{pose.image_size[0]}: "
                     "connect maps made from the same pose (e.g. the extractor's skeleton_maps)")
             spheres = composite_over(spheres, back)

@@ -25,9 +25,9 @@ class DreamActorReferenceLoader(io.ComfyNode):
                 "The first image of the batch is used."),
             inputs=[
                 io.Image.Input("image", tooltip="The person to animate (first image of the batch)."),
-                io.Int.Input("width", default=384, min=64, max=4096, step=16,
+                io.Int.Input("width", default=288, min=64, max=4096, step=16,
                              tooltip="Output width; the generator's frame width."),
-                io.Int.Input("height", default=512, min=64, max=4096, step=16,
+                io.Int.Input("height", default=384, min=64, max=4096, step=16,
                              tooltip="Output height; the generator's frame height."),
                 io.Float.Input("margin", default=0.08, min=0.0, max=1.0, step=0.01,
                                tooltip="Space kept around the person, as a fraction of their size."),
@@ -35,9 +35,9 @@ class DreamActorReferenceLoader(io.ComfyNode):
                               tooltip="Person mask; when missing, MediaPipe selfie segmentation makes one."),
             ],
             outputs=[
-                ReferenceType.Output("reference"),
-                io.Image.Output("framed_image", tooltip="The framed reference."),
-                io.Mask.Output("framed_mask", tooltip="The person mask of the framed reference."),
+                ReferenceType.Output("reference", display_name="reference"),
+                io.Image.Output("framed_image", display_name="framed_image", tooltip="The framed reference."),
+                io.Mask.Output("framed_mask", display_name="framed_mask", tooltip="The person mask of the framed reference."),
             ],
         )
 

@@ -34,30 +34,28 @@ class DreamActorSkeletonExtractor(io.ComfyNode):
                 io.Combo.Input("retarget_mode", options=["auto", "full_body", "half_body"], default="auto",
                                tooltip="Anchor for the retargeted skeleton: feet (full body) or "
                                        "neck/shoulders (half body, portraits); auto picks from the reference."),
-                io.Combo.Input("model_complexity", options=["1", "0"], default="1",
-                               tooltip="MediaPipe model: 1 is more accurate, 0 is faster."),
                 io.Int.Input("max_gap_frames", default=8, min=0, max=120,
                              tooltip="Joints lost for at most this many frames are interpolated; longer gaps are reported."),
                 ReferenceType.Input("reference", optional=True,
                                     tooltip="From DreamActor Reference Loader: enables bone-length normalisation."),
             ],
             outputs=[
-                PoseTrackType.Output("pose", tooltip="Retargeted to the reference when one is connected; "
+                PoseTrackType.Output("pose", display_name="pose", tooltip="Retargeted to the reference when one is connected; "
                                                      "drives the skeleton and head-sphere maps."),
-                PoseTrackType.Output("measured_pose", tooltip="As measured on the driving frames; "
+                PoseTrackType.Output("measured_pose", display_name="measured_pose", tooltip="As measured on the driving frames; "
                                                               "feed it to Face Crop with the same frames."),
-                io.Image.Output("skeleton_maps", tooltip="Line skeletons of body and hands, one per frame."),
-                io.String.Output("report", tooltip="Gaps filled, frames lost and other notes, as JSON."),
+                io.Image.Output("skeleton_maps", display_name="skeleton_maps", tooltip="Line skeletons of body and hands, one per frame."),
+                io.String.Output("report", display_name="report", tooltip="Gaps filled, frames lost and other notes, as JSON."),
             ],
         )
 
     @classmethod
-    def execute(cls, images, fps, retarget_mode, model_complexity, max_gap_frames, reference=None) -> io.NodeOutput:
+    def execute(cls, images, fps, retarget_mode, max_gap_frames, reference=None) -> io.NodeOutput:
         frames = frames_uint8(images, "images")
         progress = Progress(len(frames))
         measured, pose = extract_driving_pose(
             frames, fps=fps, reference=None if reference is None else reference.track,
-            retarget_mode=retarget_mode, model_complexity=int(model_complexity),
+            retarget_mode=retarget_mode,
             max_gap=max_gap_frames, on_frame=progress.step)
         maps = render_skeleton(pose, size=pose.image_size)
         return io.NodeOutput(pose, measured, uint8_to_image_batch(maps), json.dumps(pose.report, default=str))

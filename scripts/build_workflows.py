@@ -28,9 +28,13 @@ class Graph:
         info = self.info[node_type]
         specs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
         order = info.get("input_order", {})
-        inputs = [{"name": name, "type": specs[name][0], "link": None}
-                  for name in order.get("required", []) + order.get("optional", [])
-                  if not _is_widget(specs[name])]
+        inputs = []
+        for name in order.get("required", []) + order.get("optional", []):
+            kind = specs[name][0]
+            slot = {"name": name, "type": "COMBO" if isinstance(kind, list) else kind, "link": None}
+            if _is_widget(specs[name]):
+                slot["widget"] = {"name": name}
+            inputs.append(slot)
         outputs = [{"name": name, "type": kind, "links": [], "slot_index": i}
                    for i, (name, kind) in enumerate(zip(info["output_name"], info["output"]))]
         node = {"id": len(self.nodes) + 1, "type": node_type, "pos": list(pos), "size": [320, 160],
@@ -53,24 +57,24 @@ class Graph:
 
     def to_json(self) -> dict:
         return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
-                "links": self.links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}},
+                "links": self.links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.62, "offset": [40, 60]}},
                 "version": 0.4}
 
 
 def guidance_from_video(info: dict) -> dict:
     g = Graph(info)
     photo = g.add("LoadImage", ["reference_astronaut.jpg", "image"], (0, 0), "Reference photo")
-    ref = g.add("DreamActorReferenceLoader", [384, 512, 0.08], (360, 0))
-    video = g.add("LoadVideo", ["driver_astronaut.mp4", "image"], (0, 420), "Driving video")
-    parts = g.add("GetVideoComponents", [], (360, 420))
-    skel = g.add("DreamActorSkeletonExtractor", [25.0, "auto", "1", 8], (720, 200))
-    sphere = g.add("DreamActorHeadSphereRenderer", [1.0], (1100, 100))
-    faces = g.add("DreamActorFaceCrop", [224], (1100, 420))
-    guidance_video = g.add("CreateVideo", [25.0], (1460, 100))
-    save_guidance = g.add("SaveVideo", ["dreamactor/guidance", "auto", "auto"], (1800, 100))
-    faces_video = g.add("CreateVideo", [25.0], (1460, 420))
-    save_faces = g.add("SaveVideo", ["dreamactor/face_crops", "auto", "auto"], (1800, 420))
-    save_ref = g.add("SaveImage", ["dreamactor/reference"], (720, -260))
+    ref = g.add("DreamActorReferenceLoader", [288, 384, 0.08], (380, 0))
+    video = g.add("LoadVideo", ["driver_astronaut.mp4", "image"], (0, 480), "Driving video")
+    parts = g.add("GetVideoComponents", [], (380, 480))
+    skel = g.add("DreamActorSkeletonExtractor", [25.0, "auto", 8], (760, 240))
+    sphere = g.add("DreamActorHeadSphereRenderer", [1.0], (1140, 120))
+    faces = g.add("DreamActorFaceCrop", [224], (1140, 480))
+    guidance_video = g.add("CreateVideo", [25.0], (1520, 120))
+    save_guidance = g.add("SaveVideo", ["dreamactor/guidance", "auto", "auto"], (1860, 120))
+    faces_video = g.add("CreateVideo", [25.0], (1520, 480))
+    save_faces = g.add("SaveVideo", ["dreamactor/face_crops", "auto", "auto"], (1860, 480))
+    save_ref = g.add("SaveImage", ["dreamactor/reference"], (760, 0))
     g.link(photo, "IMAGE", ref, "image")
     g.link(video, "VIDEO", parts, "video")
     g.link(parts, "images", skel, "images")

@@ -19,7 +19,7 @@ from skimage import data
 ASSETS = pathlib.Path(__file__).resolve().parent.parent / "assets"
 FPS = 25
 FRAMES = 40
-SIZE = (512, 384)  # height, width
+SIZE = (384, 288)  # height, width
 
 
 def roll_degrees(t: np.ndarray) -> np.ndarray:
@@ -35,10 +35,10 @@ def driver_frames() -> np.ndarray:
     frames = []
     for i, angle in zip(t, angles):
         scale = 0.95 + 0.1 * np.sin(np.pi * i / (FRAMES - 1))
-        centre = (256 + 18 * np.sin(2 * np.pi * i / FRAMES), 200.0)
-        m = cv2.getRotationMatrix2D(centre, float(angle), float(scale))
-        m[:, 2] += (w / 2 - centre[0], h / 2 - centre[1] + 40)
-        frames.append(cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT))
+        centre = (236 + 14 * np.sin(2 * np.pi * i / FRAMES), 250.0)
+        m = cv2.getRotationMatrix2D(centre, float(angle), float(scale) * 0.85)
+        m[:, 2] += (w / 2 - centre[0], h / 2 - centre[1])
+        frames.append(cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE))
     return np.stack(frames)
 
 

@@ -62,16 +62,16 @@ def _quiet_native_logs():
 class MediaPipeTracker:
     """Tracks one person through a video with MediaPipe Holistic.
 
-    ``model_complexity`` must be 0 or 1: complexity 2 needs a download MediaPipe cannot make offline.
+    The wheel ships only the complexity-1 ("full") pose model; 0 ("lite") and 2 ("heavy") are
+    accepted only when their .tflite file has been placed in MediaPipe's own folder, because
+    MediaPipe would otherwise try to download it.
     """
 
     def __init__(self, model_complexity: int = 1, static_image_mode: bool = False,
                  min_detection_confidence: float = 0.5, face_refinement: bool = True):
-        if model_complexity not in (0, 1):
-            raise ValueError(
-                f"model_complexity={model_complexity} is not available offline: use 0 (fast) or 1 (accurate)")
         import mediapipe as mp  # heavy import, only when a tracker is built
 
+        _check_pose_model_present(mp, model_complexity)
         with _quiet_native_logs():
             self._holistic = mp.solutions.holistic.Holistic(
                 static_image_mode=static_image_mode, model_complexity=model_complexity,
@@ -111,7 +111,11 @@ class MediaPipeTracker:
                 raise ValueError(
                     f"frame {i} is {rgb.shape[1]}x{rgb.shape[0]} but frame 0 is "
                     f"{image_size[1]}x{image_size[0]}: all frames of a video must share one size")
-            rows.append(self._process_frame(rgb))
+            if i == 0:  # the graphs initialise on their first frame, printing native log lines
+                with _quiet_native_logs():
+                    rows.append(self._process_frame(rgb))
+            else:
+                rows.append(self._process_frame(rgb))
             if on_frame is not None:
                 on_frame(i)
         if not rows:
@@ -181,6 +185,21 @@ class MediaPipeTracker:
             return None
         face = _landmarks(res.multi_face_landmarks[0], with_visibility=False)[:, :2] * HEAD_CROP_SIZE
         return face / s + (x0, y0)
+
+
+_POSE_MODEL_FILES = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
+
+
+def _check_pose_model_present(mp, model_complexity: int) -> None:
+    if model_complexity not in _POSE_MODEL_FILES:
+        raise ValueError(f"model_complexity={model_complexity}: use 1 (or 0/2 with their model file installed)")
+    folder = os.path.join(os.path.dirname(mp.__file__), "modules", "pose_landmark")
+    name = _POSE_MODEL_FILES[model_complexity]
+    if not os.path.isfile(os.path.join(folder, name)):
+        raise ValueError(
+            f"model_complexity={model_complexity} needs {name} in {folder}, which this MediaPipe wheel "
+            "does not ship and which is never downloaded at run time: use model_complexity=1, or copy "
+            "the file there yourself")
 
 
 def _landmarks(proto, with_visibility: bool) -> np.ndarray:

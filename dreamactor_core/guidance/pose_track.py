@@ -79,6 +79,18 @@ class PoseTrack:
             report=dict(self.report),
         )
 
+    def transformed(self, scale: tuple[float, float], offset: tuple[float, float],
+                    image_size: tuple[int, int]) -> "PoseTrack":
+        """The same track in another pixel frame: p' = p * scale + offset (2D only; 3D unchanged)."""
+        sc, off = np.asarray(scale, np.float32), np.asarray(offset, np.float32)
+
+        def move(a):
+            return None if a is None else a * sc + off
+        radius = None if self.head_radius is None else self.head_radius * float(np.sqrt(sc[0] * sc[1]))
+        return replace(self, image_size=tuple(image_size), body_2d=move(self.body_2d),
+                       hands_2d=move(self.hands_2d), face_2d=move(self.face_2d),
+                       head_center=move(self.head_center), head_radius=radius, report=dict(self.report))
+
     @staticmethod
     def empty(num_frames: int, image_size: tuple[int, int], fps: float, source: str = "unknown") -> "PoseTrack":
         """A track of ``num_frames`` frames with every joint missing (confidence 0)."""

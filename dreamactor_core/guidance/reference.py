@@ -99,14 +99,22 @@ def prepare_reference(image, size: tuple[int, int], mask=None, margin: float = 0
             raise NoPersonError(
                 "no person was found in the reference image: use a photo where one person is "
                 "clearly visible (at least head and shoulders)") from None
-        box = frame_box(person_box(source), out_w / out_h, margin)
+        tight = person_box(source)
+        # Joints MediaPipe guesses outside the picture must not stretch the frame into padding.
+        tight = np.clip(tight, 0, [rgb.shape[1], rgb.shape[0], rgb.shape[1], rgb.shape[0]])
+        box = frame_box(tight, out_w / out_h, margin)
         framed = crop_resize(rgb, box, (out_h, out_w), border_value=tuple(int(c) for c in background))
         if mask is None:
             person = _segment_person(rgb)
         else:
             person = mask
         framed_mask = crop_resize(person, box, (out_h, out_w), border_value=0, interpolation=cv2.INTER_LINEAR)
-        track = estimate_head_pose(tracker.track([framed]), smooth=False)
+        # Move the measured track into the framed image rather than detecting again: exact,
+        # and immune to a detector that finds the person in one framing but not the other.
+        x0, y0, x1, y1 = box
+        sx, sy = out_w / (x1 - x0), out_h / (y1 - y0)
+        track = estimate_head_pose(source.transformed((sx, sy), (-x0 * sx, -y0 * sy), (out_h, out_w)),
+                                   smooth=False)
     finally:
         if own_tracker:
             tracker.close()

@@ -20,7 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXPECTED = {
     "DreamActorReferenceLoader": ({"image", "width", "height", "margin", "mask"},
                                   ["reference", "framed_image", "framed_mask"]),
-    "DreamActorSkeletonExtractor": ({"images", "fps", "retarget_mode", "model_complexity", "max_gap_frames", "reference"},
+    "DreamActorSkeletonExtractor": ({"images", "fps", "retarget_mode", "max_gap_frames", "reference"},
                                     ["pose", "measured_pose", "skeleton_maps", "report"]),
     "DreamActorHeadSphereRenderer": ({"pose", "radius_scale", "reference", "background"}, ["sphere_maps"]),
     "DreamActorFaceCrop": ({"images", "pose", "size"}, ["face_crops", "report"]),
@@ -108,7 +108,7 @@ def test_cancel_stops_a_long_extraction_promptly(comfy):
         "3": {"class_type": "RepeatImageBatch", "inputs": {"image": ["2", 0], "amount": 10}},
         "4": {"class_type": "DreamActorSkeletonExtractor",
               "inputs": {"images": ["3", 0], "fps": ["2", 2], "retarget_mode": "auto",
-                         "model_complexity": "0", "max_gap_frames": 8}},
+                         "max_gap_frames": 8}},
         "5": {"class_type": "PreviewImage", "inputs": {"images": ["4", 2]}},
     }
     prompt_id = comfy.queue(prompt)

@@ -1,0 +1,158 @@
+import pytest
+import torch
+from torch import nn
+
+from dreamactor_core.model.config import DiTConfig
+from dreamactor_core.model.dit import DiTBlock, DreamActorDiT, FaceAttention, face_windows
+from dreamactor_core.model.layers import RoPE3D, apply_rope
+
+torch.set_num_threads(1)
+
+CFG = DiTConfig(latent_channels=4, temporal_factor=4, pose_latent_channels=3, dim=64, depth=2,
+                heads=4, face_token_dim=16, face_tokens_per_frame=2)
+B, T_LAT, H, W, R = 2, 3, 4, 6, 2
+FRAMES = 4 * (T_LAT - 1) + 1
+
+
+def _randomise_zero_inits(model: nn.Module, seed: int = 0) -> None:
+    """adaLN-Zero makes a fresh model trivial; give every zero-initialised layer random weights."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+
+
+def _inputs(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return dict(
+        x_t=torch.randn(B, 4, T_LAT, H, W, generator=g),
+        timestep=torch.tensor([0.2, 0.9]),
+        pose_latent=torch.randn(B, 3, T_LAT, H, W, generator=g),
+        ref_latent=torch.randn(B, 4, R, H, W, generator=g),
+        face_tokens=torch.randn(B, FRAMES, 2, 16, generator=g),
+    )
+
+
+@pytest.fixture(scope="module")
+def dit():
+    torch.manual_seed(0)
+    model = DreamActorDiT(CFG).eval()
+    _randomise_zero_inits(model)
+    return model
+
+
+@torch.no_grad()
+def test_output_shape_with_and_without_conditions(dit):
+    inp = _inputs()
+    assert dit(**inp).shape == (B, 4, T_LAT, H, W)
+    assert dit(inp["x_t"], 0.5).shape == (B, 4, T_LAT, H, W)
+    assert dit(inp["x_t"][:, :, :1], 0.5, ref_latent=inp["ref_latent"][:, :, :1]).shape == (B, 4, 1, H, W)
+
+
+@torch.no_grad()
+def test_fresh_model_is_adaln_zero():
+    torch.manual_seed(0)
+    model = DreamActorDiT(CFG).eval()
+    assert torch.equal(model(**_inputs()), torch.zeros(B, 4, T_LAT, H, W))
+    block = DiTBlock(64, 4, 16, 4.0)
+    x = torch.randn(B, 10, 64)
+    cond = torch.randn(B, 2, 64)
+    rope = RoPE3D(16)(torch.randint(-2, 3, (10, 3)))
+    face = (torch.randn(B * 2, 4, 16), torch.ones(B * 2, 4, dtype=torch.bool))
+    assert torch.equal(block(x, 8, cond, rope, None, face, 2), x)
+
+
+@torch.no_grad()
+def test_batched_drop_masks_equal_separate_unconditional_passes(dit):
+    inp = _inputs()
+    cond = dit(**inp)
+    no_ref = dit(**{**inp, "ref_latent": None})
+    no_motion = dit(**{**inp, "face_tokens": None, "pose_latent": None})
+    neither = dit(inp["x_t"], inp["timestep"])
+    assert not torch.allclose(cond, no_ref, atol=1e-3)
+    assert not torch.allclose(cond, no_motion, atol=1e-3)
+
+    stack = {k: torch.cat([v] * 4) for k, v in inp.items()}
+    drop_ref = torch.tensor([False, False, True, True, False, False, True, True])
+    drop_motion = torch.tensor([False, False, False, False, True, True, True, True])
+    out = dit(**stack, drop_ref=drop_ref, drop_motion=drop_motion)
+    for i, expected in enumerate([cond, no_ref, no_motion, neither]):
+        assert torch.allclose(out[2 * i:2 * i + 2], expected, atol=1e-5), i
+
+
+@torch.no_grad()
+def test_face_mask_false_equals_no_face(dit):
+    inp = _inputs()
+    mask = torch.ones(B, FRAMES, dtype=torch.bool)
+    mask[1] = False
+    out = dit(**inp, face_mask=mask)
+    assert torch.allclose(out[1], dit(**{**inp, "face_tokens": None})[1], atol=1e-5)
+    assert torch.allclose(out[0], dit(**inp)[0], atol=1e-5)
+
+
+def test_face_windows_cover_the_frames_folded_into_each_latent():
+    tokens = torch.arange(9, dtype=torch.float32).view(1, 9, 1, 1).expand(1, 9, 2, 1)
+    context, mask = face_windows(tokens, None, num_latent_frames=3, temporal_factor=4, window=4)
+    assert context.shape == (3, 8, 1) and mask.shape == (3, 8)
+    frames = [sorted({int(v) for v, m in zip(context[k, :, 0], mask[k]) if m}) for k in range(3)]
+    assert frames == [[0], [1, 2, 3, 4], [5, 6, 7, 8]]
+
+
+@torch.no_grad()
+def test_face_attention_only_sees_its_own_window():
+    torch.manual_seed(0)
+    face = FaceAttention(64, 16, 4)
+    _randomise_zero_inits(face)
+    x = torch.randn(1, 3 * 5, 64)  # 3 latent frames x 5 tokens
+    tokens = torch.randn(1, 9, 2, 16)
+    out = face(x, *face_windows(tokens, None, 3, 4, 4), 3)
+    changed = tokens.clone()
+    changed[:, 5:] += 3.0  # the window of latent frame 2
+    out2 = face(x, *face_windows(changed, None, 3, 4, 4), 3)
+    assert torch.equal(out2[:, :10], out[:, :10])
+    assert not torch.allclose(out2[:, 10:], out[:, 10:])
+
+
+def test_rope_depends_only_on_relative_position():
+    rope = RoPE3D(24)
+    q, k = torch.randn(1, 1, 1, 24), torch.randn(1, 1, 1, 24)
+
+    def score(pq, pk):
+        cq, sq = rope(torch.tensor([pq], dtype=torch.float32))
+        ck, sk = rope(torch.tensor([pk], dtype=torch.float32))
+        return (apply_rope(q, cq, sq) * apply_rope(k, ck, sk)).sum()
+
+    assert torch.allclose(score([3, 1, 2], [1, 0, 0]), score([-1, 5, 7], [-3, 4, 5]), atol=1e-4)
+    assert not torch.allclose(score([3, 1, 2], [1, 0, 0]), score([3, 1, 2], [-1, 0, 0]), atol=1e-4)
+
+
+def test_gradient_checkpointing_matches(dit):
+    inp = _inputs()
+    dit.zero_grad(set_to_none=True)
+    dit(**inp).square().mean().backward()
+    grad = dit.patch_embed.weight.grad.clone()
+    dit.zero_grad(set_to_none=True)
+    dit.gradient_checkpointing = True
+    try:
+        dit(**inp).square().mean().backward()
+    finally:
+        dit.gradient_checkpointing = False
+    assert torch.allclose(dit.patch_embed.weight.grad, grad, atol=1e-6)
+    dit.zero_grad(set_to_none=True)
+
+
+def test_bad_inputs_raise_clear_errors(dit):
+    inp = _inputs()
+    with pytest.raises(ValueError, match="face_tokens must be"):
+        dit(**{**inp, "face_tokens": inp["face_tokens"][:, :8]})
+    with pytest.raises(ValueError, match="pose_latent must be"):
+        dit(**{**inp, "pose_latent": inp["pose_latent"][:, :2]})
+    with pytest.raises(ValueError, match="ref_latent must be"):
+        dit(**{**inp, "ref_latent": inp["ref_latent"][..., :2]})
+    with pytest.raises(ValueError, match="drop_ref must be a bool"):
+        dit(**inp, drop_ref=torch.tensor([1, 0]))
+    with pytest.raises(ValueError, match="timestep"):
+        dit(**{**inp, "timestep": torch.tensor([0.1, 0.2, 0.3])})
+    with pytest.raises(ValueError, match="patch size"):
+        dit(inp["x_t"][..., :3], 0.5)
