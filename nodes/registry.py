@@ -15,6 +15,11 @@ NODE_MODULES: dict[str, tuple[str, ...]] = {
     "skeleton": ("mediapipe", "cv2"),
     "head_sphere": ("cv2",),
     "face_crop": ("cv2",),
+    "pseudo_reference": ("mediapipe", "cv2"),
+    "model_loader": ("safetensors",),
+    "motion": (),
+    "sampler": ("einops",),
+    "stitcher": (),
 }
 
 

@@ -52,12 +52,19 @@ class ComfyServer:
         self.python = python
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen | None = None
+        # A models/dreamactor folder of this server's own, for test model files.
+        self.models_dir = self.workdir / "models" / "dreamactor"
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        self.extra_paths = self.workdir / "extra_model_paths.yaml"
+        self.extra_paths.write_text(f"dreamactor_tests:\n    base_path: {self.workdir / 'models'}\n"
+                                    "    dreamactor: dreamactor\n")
 
     def start(self, timeout: float = 120.0) -> "ComfyServer":
         cmd = [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--input-directory", str(self.input_dir), "--output-directory", str(self.output_dir),
                "--user-directory", str(self.user_dir), "--temp-directory", str(self.workdir / "temp"),
-               "--database-url", "sqlite:///:memory:", "--disable-api-nodes", *self.extra_args]
+               "--database-url", "sqlite:///:memory:", "--disable-api-nodes",
+               "--extra-model-paths-config", str(self.extra_paths), *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, cwd=COMFY_DIR, stdout=self._log, stderr=subprocess.STDOUT,

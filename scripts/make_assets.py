@@ -2,6 +2,8 @@
 
 * reference_astronaut.jpg: NASA portrait of astronaut Eileen Collins, public domain, as shipped
   by scikit-image (skimage.data.astronaut).
+* speech_espeak.flac: a short English sentence spoken by the espeak-ng synthesiser (Debian's
+  espeak-ng package), the audio driver of the audio workflow.
 * driver_astronaut.mp4: a short driving clip made from that real photograph: the camera sways,
   zooms and rolls around the person (a rigid motion of a real photo, so every frame shows a real
   person while the head rolls by a known angle: roll_degrees(t) below).
@@ -10,6 +12,9 @@
 from __future__ import annotations
 
 import pathlib
+import shutil
+import subprocess
+import tempfile
 
 import av
 import cv2
@@ -55,11 +60,31 @@ def write_mp4(path: pathlib.Path, frames: np.ndarray, fps: int) -> None:
             container.mux(packet)
 
 
+SPEECH = "Hello! I am a picture that can talk. Watch my mouth move while I speak."
+
+
+def write_speech(path: pathlib.Path) -> None:
+    if shutil.which("espeak-ng") is None:
+        raise SystemExit("espeak-ng is missing: apt-get install espeak-ng")
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = pathlib.Path(tmp) / "speech.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), SPEECH], check=True)
+        with av.open(str(wav)) as src, av.open(str(path), "w", format="flac") as dst:
+            stream = dst.add_stream("flac", rate=src.streams.audio[0].rate)
+            for frame in src.decode(audio=0):
+                frame.pts = None
+                for packet in stream.encode(frame):
+                    dst.mux(packet)
+            for packet in stream.encode():
+                dst.mux(packet)
+
+
 def main() -> None:
     ASSETS.mkdir(exist_ok=True)
     cv2.imwrite(str(ASSETS / "reference_astronaut.jpg"), data.astronaut()[:, :, ::-1],
                 [cv2.IMWRITE_JPEG_QUALITY, 90])
     write_mp4(ASSETS / "driver_astronaut.mp4", driver_frames(), FPS)
+    write_speech(ASSETS / "speech_espeak.flac")
     print("wrote", *sorted(p.name for p in ASSETS.iterdir()))
 
 

@@ -77,9 +77,9 @@ class MediaPipeTracker:
                 static_image_mode=static_image_mode, model_complexity=model_complexity,
                 smooth_landmarks=not static_image_mode, refine_face_landmarks=False,
                 min_detection_confidence=min_detection_confidence, min_tracking_confidence=0.5)
-            self._face_mesh = mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=True, max_num_faces=1, refine_landmarks=False,
-                min_detection_confidence=0.3) if face_refinement else None
+        self._mp = mp
+        self._face_refinement = face_refinement
+        self._face_mesh = None  # built on first use: most videos never need the second pass
         self.static_image_mode = static_image_mode
 
     def close(self) -> None:
@@ -156,7 +156,7 @@ class MediaPipeTracker:
             row.setdefault("hands", {})[side] = (hand_px, row["body_3d"][wrist] + offset_3d)
         if res.face_landmarks is not None:
             row["face_2d"] = _landmarks(res.face_landmarks, with_visibility=False)[:, :2] * (w, h)
-        elif self._face_mesh is not None:
+        elif self._face_refinement:
             face = self._face_from_head_crop(rgb, row["body_2d"], row["body_conf"])
             if face is not None:
                 row["face_2d"] = face
@@ -180,6 +180,11 @@ class MediaPipeTracker:
         to_crop = np.array([[s, 0, -x0 * s], [0, s, -y0 * s]], np.float32)
         crop = cv2.warpAffine(rgb, to_crop, (HEAD_CROP_SIZE, HEAD_CROP_SIZE),
                               flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        if self._face_mesh is None:
+            with _quiet_native_logs():
+                self._face_mesh = self._mp.solutions.face_mesh.FaceMesh(
+                    static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+                    min_detection_confidence=0.3)
         res = self._face_mesh.process(crop)
         if not res.multi_face_landmarks:
             return None

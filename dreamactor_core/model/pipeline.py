@@ -47,11 +47,12 @@ ProgressFn = Callable[[int, int], None]  # (done, total) over all segments; may 
 
 @dataclass
 class GenerationResult:
-    frames: torch.Tensor  # [T, H, W, 3] float32 in 0..1, on the CPU
+    frames: torch.Tensor | None  # [T, H, W, 3] float32 in 0..1, on the CPU; None when not stitched
     segments: list[Segment]
     last_latents: list[torch.Tensor]  # per segment: its last latent frame [C, 1, h, w] (CPU)
-    first_latents: list[torch.Tensor]  # per segment: its first latent frame [C, 1, h, w] (CPU)
     info: dict = field(default_factory=dict)  # plan, seeds, timings, settings
+    first_latents: list[torch.Tensor] = field(default_factory=list)  # per segment, [C, 1, h, w]
+    segment_videos: list[torch.Tensor] = field(default_factory=list)  # unstitched [L, H, W, 3] each
 
 
 def segment_seed(seed: int, index: int) -> int:
@@ -216,6 +217,12 @@ def sample_segment(model: DreamActorModel, pose_latent: torch.Tensor, ref_latent
     return x
 
 
+def _clock(device: torch.device) -> float:
+    if device.type == "cuda":  # kernels run asynchronously; time what has finished
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 def decode_frames(model: DreamActorModel, latent: torch.Tensor, chunk: int | None) -> torch.Tensor:
     """[1, C, T', h, w] -> frames [T, H, W, 3] float32 0..1 on the CPU."""
     video = model.vae.decode(latent, chunk=chunk)  # [1, 3, T, H, W] in about -1..1
@@ -231,7 +238,7 @@ def generate(model: DreamActorModel, reference_image: torch.Tensor, guidance_map
              motion_scale: float = 2.5, seed: int = 0, segment_frames: int | None = None,
              face_mask: torch.Tensor | None = None, resample_tokens: bool = False,
              on_step: ProgressFn | None = None, colour_match: bool = True,
-             decode_chunk: int | None = 2) -> GenerationResult:
+             decode_chunk: int | None = 2, stitch: bool = True) -> GenerationResult:
     """Animates reference_image [H, W, 3] (0..1) along guidance_maps [T, H, W, 6] (0..1).
 
     face_tokens [T, N, D] (face-motion or audio-to-motion encoder output) or None;
@@ -240,7 +247,8 @@ def generate(model: DreamActorModel, reference_image: torch.Tensor, guidance_map
     patch size. segment_frames defaults to the model's (e.g. 73); the last segment is padded
     and trimmed. on_step(done, total) runs after every sampling step, total = steps x segments;
     raising in it cancels generation before the next model call. Returns frames [T, H, W, 3]
-    float32 on the CPU plus per-segment latents and info.
+    float32 on the CPU plus per-segment latents and info; with ``stitch=False`` returns the
+    decoded segments (``segment_videos``) instead, for stitch_segments to join.
     """
     cfg = model.config
     _check_options(steps, solver, shift, ref_scale, motion_scale, seed, on_step)
@@ -277,13 +285,13 @@ def generate(model: DreamActorModel, reference_image: torch.Tensor, guidance_map
     first_latents: list[torch.Tensor] = []
     last_latents: list[torch.Tensor] = []
     with torch.no_grad():
-        start = time.perf_counter()
+        start = _clock(device)
         ref_latent = encode_references(model, [ref, *pseudo])  # [1, C, R, h, w]
-        info["reference_encode_s"] = time.perf_counter() - start
+        info["reference_encode_s"] = _clock(device) - start
         prev_last = None
         for seg in plan:
             timing = {"segment": seg.index}
-            start = time.perf_counter()
+            start = _clock(device)
             seg_maps = segment_guidance(maps, seg, dim=0).to(device=device, dtype=dtype)
             pose_latent = model.pose_encoder(rearrange(seg_maps, "t h w c -> 1 c t h w"))
             seg_tokens = seg_mask = None
@@ -295,28 +303,30 @@ def generate(model: DreamActorModel, reference_image: torch.Tensor, guidance_map
             shape = (1, cfg.vae.latent_channels, pose_latent.shape[2], *latent_hw)
             generator = torch.Generator().manual_seed(seeds[seg.index])
             noise = sample_noise(shape, generator).to(device=device, dtype=dtype)
-            timing["pose_s"] = time.perf_counter() - start
+            timing["pose_s"] = _clock(device) - start
 
             def progress(step: int, _steps: int, offset: int = seg.index * steps) -> None:
                 if on_step is not None:
                     on_step(offset + step, total)
 
-            start = time.perf_counter()
+            start = _clock(device)
             latent = sample_segment(model, pose_latent, ref_latent, noise, schedule, solver,
                                     ref_scale, motion_scale, seg_tokens, seg_mask, prev_last,
                                     progress)
-            timing["sample_s"] = time.perf_counter() - start
+            timing["sample_s"] = _clock(device) - start
             del pose_latent, noise, seg_tokens, seg_mask
             prev_last = latent[:, :, -1:].clone()
             first_latents.append(latent[0, :, :1].cpu())
             last_latents.append(prev_last[0].cpu())
-            start = time.perf_counter()
+            start = _clock(device)
             decoded.append(decode_frames(model, latent, decode_chunk))
-            timing["decode_s"] = time.perf_counter() - start
+            timing["decode_s"] = _clock(device) - start
             del latent
             info["timings"].append(timing)
-        start = time.perf_counter()
+        start = _clock(device)
+        if not stitch:  # the caller stitches (e.g. the Segment Stitcher node)
+            return GenerationResult(None, plan, last_latents, info, first_latents, segment_videos=decoded)
         frames = stitch_segments(decoded, plan, reference=ref.float().cpu(),
                                  colour_match=colour_match)
-        info["stitch_s"] = time.perf_counter() - start
-    return GenerationResult(frames, plan, last_latents, first_latents, info)
+        info["stitch_s"] = _clock(device) - start
+    return GenerationResult(frames, plan, last_latents, info, first_latents)

@@ -14,8 +14,10 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PACK_NODES = ["DreamActorReferenceLoader", "DreamActorSkeletonExtractor",
-              "DreamActorHeadSphereRenderer", "DreamActorFaceCrop"]
+PACK_NODES = ["DreamActorReferenceLoader", "DreamActorSkeletonExtractor", "DreamActorHeadSphereRenderer",
+              "DreamActorFaceCrop", "DreamActorPseudoReferencePicker", "DreamActorModelLoader",
+              "DreamActorFaceMotionEncoder", "DreamActorAudioToMotion", "DreamActorSampler",
+              "DreamActorSegmentStitcher"]
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,16 @@ EXPECTED = {
                                     ["pose", "measured_pose", "skeleton_maps", "report"]),
     "DreamActorHeadSphereRenderer": ({"pose", "radius_scale", "reference", "background"}, ["sphere_maps"]),
     "DreamActorFaceCrop": ({"images", "pose", "size"}, ["face_crops", "report"]),
+    "DreamActorPseudoReferencePicker": ({"images", "pose", "reference", "k", "identity_threshold", "clip_vision"},
+                                        ["pseudo_references", "reference", "scores"]),
+    "DreamActorModelLoader": ({"model_name"}, ["model"]),
+    "DreamActorFaceMotionEncoder": ({"model", "face_crops", "fps"}, ["face_motion"]),
+    "DreamActorAudioToMotion": ({"model", "audio", "num_frames", "fps", "pose"}, ["face_motion", "report"]),
+    "DreamActorSampler": ({"model", "reference", "skeleton_maps", "sphere_maps", "steps", "solver", "shift",
+                           "ref_scale", "motion_scale", "seed", "segment_frames", "face_motion",
+                           "pseudo_references"}, ["segments"]),
+    "DreamActorSegmentStitcher": ({"segments", "colour_match", "crossfade_frames", "reference_strength",
+                                   "reference"}, ["frames"]),
 }
 
 

@@ -1,0 +1,51 @@
+"""CLI: ``python -m dreamactor_core.train --config X.json --stage 1 --steps N --out DIR
+[--resume] [--init PATH] [--fsdp] [--device auto|cpu|cuda]`` (see __init__.py for torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import STAGES, TrainConfig
+from .distributed import shutdown
+from .trainer import Trainer
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m dreamactor_core.train",
+                                     description="Train a DreamActor model, one stage at a time.")
+    parser.add_argument("--config", help="TrainConfig JSON file (defaults for missing keys)")
+    parser.add_argument("--stage", required=True, choices=list(STAGES) + ["0"],
+                        help="vae (= 0), 1, 2, 3 or audio")
+    parser.add_argument("--steps", type=int, required=True,
+                        help="total optimizer steps of this stage (a resumed run continues to it)")
+    parser.add_argument("--out", required=True, help="run folder: checkpoints/, metrics.csv")
+    parser.add_argument("--resume", action="store_true", help="continue from --out's latest checkpoint")
+    parser.add_argument("--init", help="weights to start from: a model/ema .safetensors file or "
+                                       "a previous stage's run folder")
+    parser.add_argument("--fsdp", action="store_true", help="shard with FSDP instead of DDP")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        config = TrainConfig.load(args.config) if args.config else TrainConfig()
+        if args.fsdp:
+            config.fsdp = True
+        trainer = Trainer(config, args.stage, args.out, args.steps, resume=args.resume,
+                          init_from=args.init, device=args.device)
+        rows = trainer.run()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        shutdown()
+    if rows and trainer.ctx.is_main:
+        print(f"stage {trainer.stage}: step {rows[-1]['step']} loss {rows[-1]['loss']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

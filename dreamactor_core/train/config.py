@@ -1,0 +1,153 @@
+"""TrainConfig: every knob of a training run, as a JSON-round-tripping dataclass.
+
+A config file is a JSON object with any subset of the fields below (unknown keys are an error,
+so a typo never trains silently with a default). ``model`` is either a preset name ("tiny",
+"paper") or a full ModelConfig dict; ``model_overrides`` is merged into the preset's dict one
+level deep (e.g. ``{"dit": {"depth": 2}}``). ``face_motion`` / ``audio_motion`` are keyword
+overrides of FaceMotionConfig / AudioMotionConfig; their token_dim and tokens_per_frame always
+follow the DiT config, and the face crop size is ``face_motion["image_size"]`` (224 by default,
+smaller values such as 32 keep CPU tests fast).
+
+``data`` selects the dataset: ``{"kind": "synthetic", "num_clips", "frames": [min, max],
+"fps"}`` (frame size = the model's frame size) or ``{"kind": "video_folder", "folder",
+"cache_dir", "max_frames", "frame_stride", "resize_mode"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..model.audio_motion import AudioMotionConfig
+from ..model.config import ModelConfig, preset
+from ..model.face_motion import FaceMotionConfig
+
+STAGES = ("vae", "1", "2", "3", "audio")
+MIXED_PRECISION = ("auto", "bf16", "no")
+
+
+@dataclass
+class TrainConfig:
+    model: Any = "tiny"  # preset name or ModelConfig dict
+    model_overrides: dict = field(default_factory=dict)
+    face_motion: dict = field(default_factory=dict)
+    audio_motion: dict = field(default_factory=dict)
+    data: dict = field(default_factory=lambda: {"kind": "synthetic", "num_clips": 10_000,
+                                                "frames": [17, 17], "fps": 25.0})
+    seed: int = 0
+    batch_size: int = 8  # global: split evenly over the ranks
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    betas: tuple = (0.9, 0.999)
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    p_drop_ref: float = 0.1  # per-sample CFG dropout of the reference
+    p_drop_motion: float = 0.1  # ... of pose + face motion
+    timestep_shift: float = 1.0
+    logit_normal: bool = True
+    vae_kl_weight: float = 1e-4  # per latent element, against L1 + MSE per pixel
+    latent_stats_clips: int = 8  # clips used to set the VAE's latent mean/std before DiT stages
+    mixed_precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    gradient_checkpointing: bool = False
+    fsdp: bool = False  # shard with FSDP instead of DDP (large configs, several GPUs)
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        for name in ("p_drop_ref", "p_drop_motion"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be a probability in 0..1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, "
+                             f"got {self.mixed_precision!r}")
+        if self.checkpoint_every < 1 or self.log_every < 1:
+            raise ValueError("checkpoint_every and log_every must be >= 1")
+        if self.keep_checkpoints < 1:
+            raise ValueError(f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        kind = self.data.get("kind")
+        if kind not in ("synthetic", "video_folder"):
+            raise ValueError(f"data.kind must be 'synthetic' or 'video_folder', got {kind!r}")
+        self.model_config()  # validate early
+
+    # -- derived component configs ----------------------------------------------------------
+    def model_config(self) -> ModelConfig:
+        if isinstance(self.model, str):
+            base = preset(self.model).to_dict()
+        elif isinstance(self.model, dict):
+            base = json.loads(json.dumps(self.model))
+        else:
+            raise ValueError(f"model must be a preset name or a ModelConfig dict, got {self.model!r}")
+        for key, value in self.model_overrides.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                base[key] = {**base[key], **value}
+            else:
+                base[key] = value
+        return ModelConfig.from_dict(base)
+
+    def face_motion_config(self) -> FaceMotionConfig:
+        dit = self.model_config().dit
+        kwargs = {**self.face_motion, "token_dim": dit.face_token_dim,
+                  "tokens_per_frame": dit.face_tokens_per_frame}
+        if "channels" in kwargs:
+            kwargs["channels"] = tuple(kwargs["channels"])
+        return _build(FaceMotionConfig, kwargs, "face_motion")
+
+    def audio_motion_config(self) -> AudioMotionConfig:
+        dit = self.model_config().dit
+        kwargs = {**self.audio_motion, "token_dim": dit.face_token_dim,
+                  "tokens_per_frame": dit.face_tokens_per_frame}
+        return _build(AudioMotionConfig, kwargs, "audio_motion")
+
+    @property
+    def face_crop_size(self) -> int:
+        return self.face_motion_config().image_size
+
+    # -- JSON ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"train config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in the train config; known keys: "
+                             f"{sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"train config {path} does not exist; pass --config FILE.json")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"train config {path} is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+def _build(cls, kwargs: dict, where: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in train config '{where}'; known: {sorted(known)}")
+    return cls(**kwargs)

@@ -1,0 +1,174 @@
+"""The training stages: which parameters learn, and the loss each stage minimises.
+
+    stage   trains                                     loss
+    vae     VAE (encoder + decoder)                    L1 + MSE reconstruction + KL (small)
+    1       DiT (minus face attention) + pose encoder  flow matching, no face tokens
+    2       face-motion encoder + DiT face attention   flow matching with face tokens
+    3       DiT + pose encoder + face-motion encoder   flow matching with face tokens
+    audio   audio-to-motion encoder                    MSE to the frozen face encoder's tokens
+
+The VAE is trained only in its own stage ("vae", stage 0) and frozen afterwards: stages 1-3
+encode video and reference with the frozen VAE's posterior mean (normalised latents). Before
+the first DiT stage the trainer sets the VAE's latent mean/std from data (see trainer.py).
+Face attention layers are found by module type (``dit.FaceAttention``), not by name.
+
+Flow matching (flow.py): x_t = (1 - t) x0 + t noise, target v = noise - x0, loss = MSE(v_hat, v).
+CFG dropout: each sample independently drops its reference (p_drop_ref) and its motion (pose +
+face tokens, p_drop_motion), through the DiT's drop_ref / drop_motion flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..model.audio_motion import audio_features
+from ..model.dit import FaceAttention
+from ..model.flow import sample_timesteps, training_target
+from .config import STAGES, TrainConfig
+from .datasets import stable_seed
+
+DIT_STAGES = ("1", "2", "3")
+
+
+def check_stage(stage) -> str:
+    stage = str(stage)
+    if stage == "0":
+        stage = "vae"
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES} (0 = vae), got {stage!r}")
+    return stage
+
+
+def face_attention_parameters(dit: nn.Module) -> dict[str, nn.Parameter]:
+    """Every parameter of the DiT's face cross-attention layers, by qualified name."""
+    params = {}
+    for name, module in dit.named_modules():
+        if isinstance(module, FaceAttention):
+            for pname, p in module.named_parameters():
+                params[f"{name}.{pname}"] = p
+    return params
+
+
+def trainable_names(modules: nn.Module, stage: str) -> set[str]:
+    """Qualified parameter names (``dit.blocks.0.face.attn.q.weight``...) trained in a stage."""
+    stage = check_stage(stage)
+    face_attn = {f"dit.{n}" for n in face_attention_parameters(modules.dit)}
+    names = set()
+    for name, _ in modules.named_parameters():
+        component = name.split(".", 1)[0]
+        if stage == "vae":
+            keep = component == "vae"
+        elif stage == "1":
+            keep = component == "pose_encoder" or (component == "dit" and name not in face_attn)
+        elif stage == "2":
+            keep = component == "face_motion" or name in face_attn
+        elif stage == "3":
+            keep = component in ("dit", "pose_encoder", "face_motion")
+        else:
+            keep = component == "audio_motion"
+        if keep:
+            names.add(name)
+    return names
+
+
+def freeze_for_stage(modules: nn.Module, stage: str) -> list[nn.Parameter]:
+    """Sets requires_grad per stage; returns the trainable parameters in a stable order."""
+    keep = trainable_names(modules, stage)
+    trainable = []
+    for name, p in modules.named_parameters():
+        p.requires_grad_(name in keep)
+        if name in keep:
+            trainable.append(p)
+    return trainable
+
+
+@dataclass
+class Draws:
+    """Per-sample random choices of one step, drawn from (seed, step, global sample position)
+    so that a batch split over any number of ranks sees exactly the same randomness."""
+
+    t: torch.Tensor  # [B] flow time
+    noise: torch.Tensor  # [B, C, T', h, w]
+    drop_ref: torch.Tensor  # [B] bool
+    drop_motion: torch.Tensor  # [B] bool
+
+    def to(self, device) -> "Draws":
+        return Draws(self.t.to(device), self.noise.to(device), self.drop_ref.to(device),
+                     self.drop_motion.to(device))
+
+
+def make_draws(config: TrainConfig, step: int, positions: list[int],
+               latent_shape: tuple[int, ...]) -> Draws:
+    ts, noises, refs, motions = [], [], [], []
+    for pos in positions:
+        gen = torch.Generator().manual_seed(stable_seed(config.seed, step, pos, 7))
+        ts.append(sample_timesteps(1, gen, shift=config.timestep_shift,
+                                   logit_normal=config.logit_normal))
+        u = torch.rand(2, generator=gen)
+        refs.append(bool(u[0] < config.p_drop_ref))
+        motions.append(bool(u[1] < config.p_drop_motion))
+        noises.append(torch.randn(latent_shape, generator=gen))
+    return Draws(torch.cat(ts), torch.stack(noises), torch.tensor(refs), torch.tensor(motions))
+
+
+def latent_shape(model_config, video_shape) -> tuple[int, int, int, int]:
+    """[B, 3, T, H, W] video -> (C, T', h, w) of its latent."""
+    vae = model_config.vae
+    t, h, w = video_shape[-3:]
+    return (vae.latent_channels, vae.num_latent_frames(t), h // vae.spatial_factor,
+            w // vae.spatial_factor)
+
+
+def vae_loss(vae: nn.Module, video: torch.Tensor, noise: torch.Tensor, kl_weight: float):
+    posterior = vae.encode_distribution(video)
+    z = posterior.mean + posterior.std * noise.to(posterior.mean.dtype)
+    recon = vae.decode(z, normalized=False).float()
+    l1 = (recon - video).abs().mean()
+    mse = (recon - video).pow(2).mean()
+    kl = posterior.kl().mean() / posterior.mean[0].numel()
+    return l1 + mse + kl_weight * kl, {"l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach()}
+
+
+def flow_loss(modules: nn.Module, batch: dict, draws: Draws, stage: str):
+    with torch.no_grad():  # the VAE is frozen in every DiT stage
+        x0 = modules.vae.encode(batch["video"])  # [B, C, T', h, w]
+        ref = modules.vae.encode(batch["reference"][:, :, None])  # [B, C, 1, h, w]
+    pose = modules.pose_encoder(batch["guidance"])  # [B, C_pose, T', h, w]
+    face_tokens = face_mask = None
+    if stage in ("2", "3"):
+        face_tokens = modules.face_motion(batch["face_crops"])  # [B, T, N, D]
+        face_mask = batch["face_mask"]
+    x_t, target = training_target(x0, draws.noise.to(x0.dtype), draws.t)
+    pred = modules.dit(x_t, draws.t, pose_latent=pose, ref_latent=ref, face_tokens=face_tokens,
+                       face_mask=face_mask, drop_ref=draws.drop_ref, drop_motion=draws.drop_motion)
+    loss = F.mse_loss(pred.float(), target.float())
+    return loss, {}
+
+
+def audio_loss(modules: nn.Module, batch: dict):
+    frames = batch["face_crops"].shape[1]
+    window = modules.audio_motion.config.window
+    features = []
+    with torch.no_grad():
+        targets = modules.face_motion(batch["face_crops"])  # [B, T, N, D], frozen
+        for wave, fps in zip(batch["audio"], batch["fps"].tolist()):
+            audio = {"waveform": wave[None].float().cpu(), "sample_rate": batch["sample_rate"]}
+            features.append(audio_features(audio, frames, fps, window)[0][0])  # [T, W, 80]
+    pred = modules.audio_motion(torch.stack(features).to(targets.device))
+    loss = modules.audio_motion.regression_loss(pred.float(), targets.float(), batch["face_mask"])
+    return loss, {}
+
+
+def stage_loss(modules: nn.Module, batch: dict, draws: Draws | None, stage: str,
+               config: TrainConfig):
+    """(scalar loss, dict of detached extra metrics) for one local batch."""
+    stage = check_stage(stage)
+    if stage == "vae":
+        return vae_loss(modules.vae, batch["video"], draws.noise, config.vae_kl_weight)
+    if stage in DIT_STAGES:
+        return flow_loss(modules, batch, draws, stage)
+    return audio_loss(modules, batch)

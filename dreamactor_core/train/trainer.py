@@ -1,0 +1,277 @@
+"""The training loop shared by every stage (see stages.py for what each stage trains).
+
+One step: this rank's slice of the global batch (distributed.py) -> per-sample draws keyed by
+stream position -> stage loss (bf16 autocast on CUDA when enabled) -> backward (DDP averages
+gradients) -> gradient clipping -> AdamW with linear warm-up -> EMA of the trained weights.
+Rank 0 writes ``metrics.csv`` (step, stage, loss, lr, grad_norm, samples_per_s, skipped_total,
+skipped) and checkpoints (checkpoint.py); every rank reads them on ``resume``. A run is a pure
+function of (config, stage, init weights, data): all randomness derives from ``config.seed``
+and the step, so resuming from a checkpoint reproduces the uninterrupted run bit for bit (and
+a run may resume on a different number of processes: the global batch stays the same).
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_optimizer_state_dict,
+                                                     set_model_state_dict,
+                                                     set_optimizer_state_dict)
+from torch.utils.data import DataLoader
+
+from ..model.weights import load_component
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .datasets import SyntheticClipDataset, collate
+from .distributed import (DistContext, StepBatchSampler, barrier, init_distributed,
+                          local_positions, mean_across_ranks, wrap_model)
+from .modules import COMPONENTS, TrainModules, build_modules, estimate_latent_stats
+from .stages import DIT_STAGES, check_stage, freeze_for_stage, latent_shape, make_draws
+
+CSV_FIELDS = ("step", "stage", "loss", "lr", "grad_norm", "samples_per_s", "skipped_total",
+              "skipped")
+
+
+def make_dataset(config: TrainConfig, stage: str, ctx: DistContext | None = None):
+    data, model = config.data, config.model_config()
+    size = (model.frame_height, model.frame_width)
+    if data["kind"] == "synthetic":
+        return SyntheticClipDataset(seed=config.seed, num_clips=int(data.get("num_clips", 10_000)),
+                                    frames=tuple(data.get("frames", (17, 17))), size=size,
+                                    fps=float(data.get("fps", 25.0)), crop_size=config.face_crop_size,
+                                    temporal_factor=model.vae.temporal_factor,
+                                    with_audio=stage == "audio")
+    from .video_dataset import VideoFolderDataset
+
+    kwargs = {k: v for k, v in data.items() if k != "kind"}
+    if ctx is not None and ctx.distributed and not ctx.is_main:
+        barrier(ctx)  # rank 0 fills the cache first; the others then only read it
+    dataset = VideoFolderDataset(size=size, crop_size=config.face_crop_size,
+                                 temporal_factor=model.vae.temporal_factor, **kwargs)
+    if ctx is not None and ctx.distributed and ctx.is_main:
+        barrier(ctx)
+    return dataset
+
+
+def load_init(modules: TrainModules, path: str | Path) -> list[str]:
+    """Loads every component stored in ``path`` (a model/EMA .safetensors, a checkpoint folder or
+    a run folder) into ``modules``; returns the loaded component names."""
+    path = Path(path)
+    if path.is_dir():
+        folder = ckpt.find_latest(path / "checkpoints") or ckpt.find_latest(path.parent)
+        folder = folder if folder is not None else (path if ckpt.is_complete(path) else None)
+        if folder is None:
+            raise ValueError(f"--init {path}: no complete checkpoint found there; pass a "
+                             "model.safetensors / ema.safetensors file")
+        path = folder / "ema.safetensors"
+    if not path.is_file():
+        raise ValueError(f"--init {path} does not exist")
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        present = {k.split(".", 1)[0] for k in f.keys()}
+    loaded = [name for name in COMPONENTS if name in present]
+    if not loaded:
+        raise ValueError(f"--init {path} holds none of the components {COMPONENTS}")
+    for name in loaded:
+        load_component(path, name, getattr(modules, name))
+    return loaded
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, stage, out_dir: str | Path, steps: int,
+                 resume: bool = False, init_from: str | Path | None = None, dataset=None,
+                 device: str = "auto", ctx: DistContext | None = None):
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        self.config, self.stage, self.steps = config, check_stage(stage), int(steps)
+        self.out = Path(out_dir)
+        self.ctx = ctx or init_distributed(device)
+        self.ckpt_root = self.out / "checkpoints"
+        found = ckpt.find_latest(self.ckpt_root)
+        if found is not None and not resume:
+            raise ValueError(f"{self.out} already holds checkpoints ({found.name}); pass --resume "
+                             "to continue that run or choose a new --out folder")
+
+        if self.stage in ("2", "audio") and init_from is None and not resume:
+            raise ValueError(f"stage {self.stage} trains only the motion encoders on top of a "
+                             "trained model (a fresh DiT's zero-initialised output passes no "
+                             "gradient to them): start it from a previous stage with --init RUN_DIR")
+        self.modules = build_modules(config, self.ctx.device)
+        if init_from is not None:
+            load_init(self.modules, init_from)
+        self.trainable = freeze_for_stage(self.modules, self.stage)
+        self.dataset = dataset if dataset is not None else make_dataset(config, self.stage, self.ctx)
+        if len(self.dataset) == 0:
+            raise ValueError("the dataset is empty (every video was skipped?): "
+                             f"skipped = {getattr(self.dataset, 'skipped', {})}")
+        state = ckpt.read_checkpoint(found) if (resume and found is not None) else None
+        if state is not None and state["trainer_state"]["stage"] != self.stage:
+            raise ValueError(f"the checkpoint in {self.out} is from stage "
+                             f"{state['trainer_state']['stage']}, not {self.stage}; resume with "
+                             f"--stage {state['trainer_state']['stage']} or start a new --out")
+        if state is None and self.stage in DIT_STAGES and self._latent_stats_unset():
+            count = min(config.latent_stats_clips, len(self.dataset))
+            estimate_latent_stats(self.modules.vae, [self.dataset[i]["video"] for i in range(count)])
+
+        self.model = wrap_model(self.modules, self.ctx, config.fsdp)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas,
+                                           weight_decay=config.weight_decay)
+        self.start_step = 0
+        if state is not None:
+            self._restore(state)
+        self.ema = {n: p.detach().clone() for n, p in self._trained()}
+        if state is not None:
+            self._restore_ema(state["ema"])
+        self.step = self.start_step
+        self.use_bf16 = (config.mixed_precision == "bf16" or
+                         (config.mixed_precision == "auto" and self.ctx.device.type == "cuda"))
+
+    # -- state -----------------------------------------------------------------------------
+    def _latent_stats_unset(self) -> bool:
+        vae = self.modules.vae
+        return bool((vae.latent_mean == 0).all() and (vae.latent_std == 1).all())
+
+    def _trained(self):
+        return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+
+    def _options(self) -> StateDictOptions:
+        return StateDictOptions(full_state_dict=True, cpu_offload=self.config.fsdp)
+
+    def model_state(self) -> dict[str, torch.Tensor]:
+        """Full state dict; under FSDP (cpu_offload) only rank 0 receives it, others get {}."""
+        return get_model_state_dict(self.model, options=self._options())
+
+    @torch.no_grad()
+    def _swap_ema(self) -> None:
+        for n, p in self._trained():
+            tmp = p.detach().clone()
+            p.copy_(self.ema[n])
+            self.ema[n].copy_(tmp)
+
+    def ema_state(self) -> dict[str, torch.Tensor]:
+        """The full model state with the EMA in place of the trained parameters."""
+        self._swap_ema()
+        try:
+            return {k: v.clone() for k, v in self.model_state().items()}
+        finally:
+            self._swap_ema()
+
+    def _restore(self, state: dict) -> None:
+        set_model_state_dict(self.model, state["model"], options=self._options())
+        set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"],
+                                 options=self._options())
+        self.start_step = int(state["trainer_state"]["step"])
+
+    @torch.no_grad()
+    def _restore_ema(self, ema: dict[str, torch.Tensor]) -> None:
+        # Load the EMA file through the model (which shards it under FSDP), then put the
+        # trained parameters' own (local) values back; frozen ones are equal in both files.
+        current = {n: p.detach().clone() for n, p in self._trained()}
+        set_model_state_dict(self.model, ema, options=self._options())
+        for n, p in self._trained():
+            self.ema[n].copy_(p)
+            p.copy_(current[n])
+
+    def save(self) -> Path | None:
+        model, ema = self.model_state(), self.ema_state()
+        opt = get_optimizer_state_dict(self.model, self.optimizer, options=self._options())
+        path = None
+        if self.ctx.is_main:
+            trainer_state = {"step": self.step, "stage": self.stage,
+                             "world_size": self.ctx.world_size, "config": self.config.to_dict()}
+            path = ckpt.write_checkpoint(self.ckpt_root, self.step, model, ema, opt, trainer_state,
+                                         self.modules.model_config.to_json(),
+                                         keep=self.config.keep_checkpoints)
+        barrier(self.ctx)
+        return path
+
+    # -- loop ------------------------------------------------------------------------------
+    def _loader(self):
+        sampler = StepBatchSampler(len(self.dataset), self.config.batch_size, self.config.seed,
+                                   self.ctx, self.step, self.steps)
+        return DataLoader(self.dataset, batch_sampler=sampler, collate_fn=collate,
+                          num_workers=self.config.num_workers)
+
+    def lr_at(self, step: int) -> float:
+        return self.config.lr * min(1.0, (step + 1) / max(1, self.config.warmup_steps))
+
+    def train_step(self, batch: dict) -> tuple[float, float]:
+        device = self.ctx.device
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        draws = None
+        if self.stage != "audio":
+            positions = local_positions(self.step, self.config.batch_size, self.ctx)
+            shape = latent_shape(self.modules.model_config, batch["video"].shape)
+            draws = make_draws(self.config, self.step, positions, shape).to(device)
+        lr = self.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if self.use_bf16
+                    else nullcontext())
+        with autocast:
+            loss, _ = self.model(batch, draws, self.stage)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for _, p in self._trained()]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)  # DTensor-aware
+        if hasattr(grad_norm, "full_tensor"):  # FSDP2: the norm is a sharded DTensor
+            grad_norm = grad_norm.full_tensor()
+        self.optimizer.step()
+        with torch.no_grad():
+            for n, p in self._trained():
+                self.ema[n].lerp_(p.detach(), 1.0 - self.config.ema_decay)
+        self.step += 1
+        return mean_across_ranks(loss, self.ctx), float(grad_norm)
+
+    def _open_csv(self):
+        path = self.out / "metrics.csv"
+        rows = []
+        if path.is_file():  # drop rows logged after the checkpoint we resumed from
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.start_step]
+        f = open(path, "w", newline="")
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        f.flush()
+        return f, writer
+
+    def run(self) -> list[dict]:
+        """Trains up to ``steps`` (total, counting resumed ones); returns the logged rows."""
+        csv_file = writer = None
+        if self.ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "train_config.json").write_text(self.config.to_json())
+            csv_file, writer = self._open_csv()
+        self.modules.train()
+        logged, tick, samples = [], time.perf_counter(), 0
+        try:
+            for batch in self._loader():
+                loss, grad_norm = self.train_step(batch)
+                samples += batch["video"].shape[0] * self.ctx.world_size
+                if self.step % self.config.log_every == 0 or self.step == self.steps:
+                    now = time.perf_counter()
+                    skipped = dict(getattr(self.dataset, "skipped", {}))
+                    row = {"step": self.step, "stage": self.stage, "loss": f"{loss:.6g}",
+                           "lr": f"{self.lr_at(self.step - 1):.6g}",
+                           "grad_norm": f"{grad_norm:.6g}",
+                           "samples_per_s": f"{samples / max(now - tick, 1e-9):.3f}",
+                           "skipped_total": sum(skipped.values()),
+                           "skipped": ";".join(f"{k}={v}" for k, v in sorted(skipped.items()))}
+                    logged.append(row)
+                    tick, samples = now, 0
+                    if writer is not None:
+                        writer.writerow(row)
+                        csv_file.flush()
+                if self.step % self.config.checkpoint_every == 0 or self.step == self.steps:
+                    self.save()
+        finally:
+            if csv_file is not None:
+                csv_file.close()
+        return logged
