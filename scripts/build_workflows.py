@@ -95,7 +95,65 @@ def guidance_from_video(info: dict) -> dict:
     return g.to_json()
 
 
-WORKFLOWS = {"dreamactor_guidance_from_video.json": guidance_from_video}
+DEMO_MODEL = "embedded/dreamactor_demo.safetensors"
+DEMO_SIZE = (64, 64)  # width, height the embedded demo model was trained at
+
+
+def _animate(info: dict, driver: str) -> dict:
+    """Reference photo + driving video -> animation; the face is driven by the video's face
+    crops (driver="video") or by a speech track (driver="audio")."""
+    g = Graph(info)
+    model = g.add("DreamActorModelLoader", [DEMO_MODEL], (0, -220))
+    photo = g.add("LoadImage", ["reference_astronaut.jpg", "image"], (0, 0), "Reference photo")
+    ref = g.add("DreamActorReferenceLoader", [*DEMO_SIZE, 0.08], (380, 0))
+    video = g.add("LoadVideo", ["driver_astronaut.mp4", "image"], (0, 480), "Driving video")
+    parts = g.add("GetVideoComponents", [], (380, 480))
+    skel = g.add("DreamActorSkeletonExtractor", [25.0, "auto", 8], (760, 240))
+    sphere = g.add("DreamActorHeadSphereRenderer", [1.0], (1140, 120))
+    sampler = g.add("DreamActorSampler", [20, "euler", 3.0, 2.5, 2.5, 0, "fixed", 0], (1520, 0))
+    stitch = g.add("DreamActorSegmentStitcher", [True, 0, 0.5], (1900, 0))
+    out = g.add("CreateVideo", [25.0], (2280, 0))
+    save = g.add("SaveVideo", [f"dreamactor/animation_{driver}", "auto", "auto"], (2620, 0))
+    g.link(photo, "IMAGE", ref, "image")
+    g.link(video, "VIDEO", parts, "video")
+    g.link(parts, "images", skel, "images")
+    g.link(parts, "fps", skel, "fps")
+    g.link(ref, "reference", skel, "reference")
+    g.link(skel, "pose", sphere, "pose")
+    g.link(ref, "reference", sphere, "reference")
+    g.link(model, "model", sampler, "model")
+    g.link(ref, "reference", sampler, "reference")
+    g.link(skel, "skeleton_maps", sampler, "skeleton_maps")
+    g.link(sphere, "sphere_maps", sampler, "sphere_maps")
+    g.link(sampler, "segments", stitch, "segments")
+    g.link(ref, "reference", stitch, "reference")
+    g.link(stitch, "frames", out, "images")
+    g.link(parts, "fps", out, "fps")
+    g.link(out, "VIDEO", save, "video")
+    if driver == "video":
+        faces = g.add("DreamActorFaceCrop", [224], (760, 560))
+        motion = g.add("DreamActorFaceMotionEncoder", [25.0], (1140, 480))
+        g.link(parts, "images", faces, "images")
+        g.link(skel, "measured_pose", faces, "pose")
+        g.link(model, "model", motion, "model")
+        g.link(faces, "face_crops", motion, "face_crops")
+        g.link(parts, "fps", motion, "fps")
+    else:
+        speech = g.add("LoadAudio", ["speech_espeak.flac", None, None], (760, 560), "Speech")
+        motion = g.add("DreamActorAudioToMotion", [49, 25.0], (1140, 480))
+        g.link(model, "model", motion, "model")
+        g.link(speech, "AUDIO", motion, "audio")
+        g.link(skel, "pose", motion, "pose")
+        g.link(speech, "AUDIO", out, "audio")
+    g.link(motion, "face_motion", sampler, "face_motion")
+    return g.to_json()
+
+
+WORKFLOWS = {
+    "dreamactor_guidance_from_video.json": guidance_from_video,
+    "dreamactor_animate_video_driven.json": lambda info: _animate(info, "video"),
+    "dreamactor_animate_audio_driven.json": lambda info: _animate(info, "audio"),
+}
 
 
 def main() -> None:

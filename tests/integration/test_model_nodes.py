@@ -8,15 +8,12 @@ import pytest
 import requests
 
 from comfy_server import execution_error
-from tests.tiny_model import write_tiny_model
-
 pytestmark = pytest.mark.comfy
-MODEL = "tiny_random_test.safetensors"
+MODEL = "tiny_random_test.safetensors"  # written by the comfy fixture (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
 def server(comfy):
-    write_tiny_model(comfy.models_dir / MODEL)
     (comfy.models_dir / "corrupt.safetensors").write_bytes(b"\x00" * 64)
     return comfy
 

@@ -142,10 +142,18 @@ def test_cli_trains_a_stage_then_starts_the_next_from_it(tmp_path, tiny_config, 
     s2 = tmp_path / "s2"
     assert cli.main(["--config", str(config), "--stage", "2", "--steps", "1", "--out", str(s2),
                      "--init", str(s1), "--device", "cpu"]) == 0
-    with safe_open(str(s1 / "checkpoints" / "step_00000002" / "ema.safetensors"), "pt") as f:
+    with safe_open(str(s1 / "checkpoints" / "step_00000002" / "model.safetensors"), "pt") as f:
         s1_pose = f.get_tensor("pose_encoder.conv_in.conv.weight")
     with safe_open(str(s2 / "checkpoints" / "step_00000001" / "model.safetensors"), "pt") as f:
         assert torch.equal(f.get_tensor("pose_encoder.conv_in.conv.weight"), s1_pose)  # frozen in 2
+    with safe_open(str(s2 / "checkpoints" / "step_00000001" / "model.safetensors"), "pt") as f:
+        assert f.get_tensor("vae.latent_std").ne(1).any()  # stats set in stage 1, carried over
+    for init in (s1 / "checkpoints", s1 / "checkpoints" / "step_00000002"):
+        assert cli.main(["--config", str(config), "--stage", "2", "--steps", "1", "--out",
+                         str(tmp_path / init.name), "--init", str(init), "--device", "cpu"]) == 0
+    assert cli.main(["--config", str(config), "--stage", "2", "--steps", "1", "--out",
+                     str(tmp_path / "s2b"), "--init", str(tmp_path), "--device", "cpu"]) == 2
+    assert "no complete checkpoint" in capsys.readouterr().err
     # errors are reported in one line, not a stack trace
     assert cli.main(["--config", str(tmp_path / "missing.json"), "--stage", "1", "--steps", "1",
                      "--out", str(tmp_path / "x")]) == 2
