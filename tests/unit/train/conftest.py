@@ -1,4 +1,4 @@
-"""Shared fixtures of the training tests: a tiny model and tiny synthetic clips (32x32, 5 frames)."""
+"""Shared fixtures of the training tests: a tiny model, tiny synthetic clips (32x32, 5 frames)."""
 
 import pytest
 import torch

@@ -70,10 +70,11 @@ def test_ranks_split_the_global_batch():
     single = DistContext(0, 1)
     ranks = [DistContext(r, 4) for r in range(4)]
     for step in range(3):
-        assert sum((local_positions(step, 8, c) for c in ranks), []) == local_positions(step, 8, single)
+        shards = sum((local_positions(step, 8, c) for c in ranks), [])
+        assert shards == local_positions(step, 8, single)
     with pytest.raises(ValueError, match="divisible"):
         local_positions(0, 6, ranks[0])
-    batches = [list(StepBatchSampler(5, 4, 0, c, 2, 4)) for c in (DistContext(0, 2), DistContext(1, 2))]
+    batches = [list(StepBatchSampler(5, 4, 0, DistContext(r, 2), 2, 4)) for r in (0, 1)]
     whole = list(StepBatchSampler(5, 4, 0, single, 2, 4))
     assert [a + b for a, b in zip(*batches)] == whole
     # each epoch of the stream is a permutation of the dataset

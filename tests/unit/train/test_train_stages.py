@@ -20,9 +20,9 @@ def changed(before, modules):
 
 
 def test_face_attention_found_by_module_type(tiny_config):
-    modules = build_modules(tiny_config(model_overrides={**tiny_config().model_overrides,
-                                                         "dit": {**tiny_config().model_overrides["dit"],
-                                                                 "depth": 2}}))
+    overrides = tiny_config().model_overrides
+    modules = build_modules(tiny_config(model_overrides={**overrides,
+                                                         "dit": {**overrides["dit"], "depth": 2}}))
     names = face_attention_parameters(modules.dit)
     count = sum(isinstance(m, FaceAttention) for m in modules.dit.modules())
     assert count == 2
@@ -98,7 +98,8 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path, tiny_config, stage):
 def test_draws_depend_on_position_not_on_batch_split(tiny_config):
     config = tiny_config(p_drop_ref=0.5, p_drop_motion=0.5)
     both = make_draws(config, 3, [6, 7], (4, 2, 8, 8))
-    first, second = make_draws(config, 3, [6], (4, 2, 8, 8)), make_draws(config, 3, [7], (4, 2, 8, 8))
+    first = make_draws(config, 3, [6], (4, 2, 8, 8))
+    second = make_draws(config, 3, [7], (4, 2, 8, 8))
     assert torch.equal(both.noise, torch.cat([first.noise, second.noise]))
     assert torch.equal(both.t, torch.cat([first.t, second.t]))
     assert torch.equal(both.drop_ref, torch.cat([first.drop_ref, second.drop_ref]))

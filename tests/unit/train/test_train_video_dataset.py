@@ -29,8 +29,8 @@ def write_video(path, frames, fps=10, with_audio=False):
             t = np.arange(int(22050 * len(frames) / fps)) / 22050
             tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)[None]
             for start in range(0, tone.shape[1], 1024):
-                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]),
-                                                   format="fltp", layout="mono")
+                samples = np.ascontiguousarray(tone[:, start:start + 1024])
+                chunk = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
                 chunk.sample_rate = 22050
                 for packet in audio.encode(chunk):
                     container.mux(packet)
