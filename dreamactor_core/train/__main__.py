@@ -20,7 +20,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, required=True,
                         help="total optimizer steps of this stage (a resumed run continues to it)")
     parser.add_argument("--out", required=True, help="run folder: checkpoints/, metrics.csv")
-    parser.add_argument("--resume", action="store_true", help="continue from --out's latest checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from --out's latest checkpoint")
     parser.add_argument("--init", help="weights to start from: a model/ema .safetensors file or "
                                        "a previous stage's run folder")
     parser.add_argument("--fsdp", action="store_true", help="shard with FSDP instead of DDP")

@@ -3,8 +3,10 @@
 Layout under ``<out>/checkpoints/``::
 
     step_00001000/model.safetensors      model-bundle format (model/weights.py): tensors
-                                         "<component>.<key>", ModelConfig in the metadata, so
-                                         weights.load_into / load_component read it directly
+                                         "<component>.<key>", ModelConfig (and the motion
+                                         encoders' configs) in the metadata, so
+                                         weights.load_component and DreamActorModel.load
+                                         (model/bundle.py) read it directly
     step_00001000/ema.safetensors        same format, EMA weights of the trained parameters
                                          (frozen parameters as in the model)
     step_00001000/optimizer.safetensors  optimizer state flattened to "<param name>/<key>"
@@ -41,10 +43,17 @@ def _plain(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
 
-def _bundle_metadata(state: dict[str, torch.Tensor], model_config_json: str) -> dict[str, str]:
+MOTION_CONFIG_KEY = "dreamactor_motion_config"  # model/bundle.py's metadata entry
+
+
+def _bundle_metadata(state: dict[str, torch.Tensor], model_config_json: str,
+                     motion_config_json: str | None) -> dict[str, str]:
     components = sorted({k.split(".", 1)[0] for k in state})
-    return {"format": FORMAT, "components": json.dumps(components), "dtype": "float32",
+    meta = {"format": FORMAT, "components": json.dumps(components), "dtype": "float32",
             "dreamactor_config": model_config_json}
+    if motion_config_json is not None:
+        meta[MOTION_CONFIG_KEY] = motion_config_json
+    return meta
 
 
 def flatten_optimizer_state(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -95,15 +104,17 @@ def step_dir_name(step: int) -> str:
 
 def write_checkpoint(root: str | Path, step: int, model_state: dict[str, torch.Tensor],
                      ema_state: dict[str, torch.Tensor], optimizer_state: dict, trainer_state: dict,
-                     model_config_json: str, keep: int = 2) -> Path:
+                     model_config_json: str, keep: int = 2,
+                     motion_config_json: str | None = None) -> Path:
     """Writes one complete checkpoint; returns its folder. Keeps the newest ``keep``."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / step_dir_name(step)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{final.name}-"))
     try:
-        _write(tmp / FILES[0], model_state, _bundle_metadata(model_state, model_config_json))
-        _write(tmp / FILES[1], ema_state, _bundle_metadata(ema_state, model_config_json))
+        for name, state in ((FILES[0], model_state), (FILES[1], ema_state)):
+            _write(tmp / name, state,
+                   _bundle_metadata(state, model_config_json, motion_config_json))
         opt_tensors, opt_meta = flatten_optimizer_state(optimizer_state)
         _write(tmp / FILES[2], opt_tensors, {"format": OPTIMIZER_FORMAT,
                                              "optimizer": json.dumps(opt_meta),
@@ -166,15 +177,24 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
                          "folder to resume from the previous one") from None
 
 
-def read_checkpoint(folder: str | Path) -> dict:
-    """{"model", "ema": name -> tensor, "optimizer": optimizer state dict, "trainer_state"}."""
+def read_checkpoint(folder: str | Path, tensors: bool = True) -> dict:
+    """{"model", "ema": name -> tensor, "optimizer": optimizer state dict, "trainer_state"}.
+    ``tensors=False`` reads only the trainer state (model, ema, optimizer come back empty):
+    FSDP ranks other than 0 receive the tensors by broadcast instead of reading the files."""
     folder = Path(folder)
-    model, _ = _read(folder / FILES[0])
-    ema, _ = _read(folder / FILES[1])
-    opt_tensors, meta = _read(folder / FILES[2])
+    try:
+        with safe_open(str(folder / FILES[2]), framework="pt", device="cpu") as f:
+            meta = dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"checkpoint file {folder / FILES[2]} is unreadable ({exc})") from None
     if meta.get("format") != OPTIMIZER_FORMAT:
         raise ValueError(f"{folder / FILES[2]} is not a DreamActor optimizer checkpoint "
                          f"(format {meta.get('format')!r})")
+    trainer_state = json.loads(meta["trainer_state"])
+    if not tensors:
+        return {"model": {}, "ema": {}, "optimizer": {}, "trainer_state": trainer_state}
+    model, _ = _read(folder / FILES[0])
+    ema, _ = _read(folder / FILES[1])
+    opt_tensors, _ = _read(folder / FILES[2])
     optimizer = unflatten_optimizer_state(opt_tensors, json.loads(meta["optimizer"]))
-    return {"model": model, "ema": ema, "optimizer": optimizer,
-            "trainer_state": json.loads(meta["trainer_state"])}
+    return {"model": model, "ema": ema, "optimizer": optimizer, "trainer_state": trainer_state}

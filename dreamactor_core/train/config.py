@@ -89,7 +89,8 @@ class TrainConfig:
         elif isinstance(self.model, dict):
             base = json.loads(json.dumps(self.model))
         else:
-            raise ValueError(f"model must be a preset name or a ModelConfig dict, got {self.model!r}")
+            raise ValueError(f"model must be a preset name or a ModelConfig dict, "
+                             f"got {self.model!r}")
         for key, value in self.model_overrides.items():
             if isinstance(value, dict) and isinstance(base.get(key), dict):
                 base[key] = {**base[key], **value}
@@ -149,5 +150,6 @@ def _build(cls, kwargs: dict, where: str):
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(kwargs) - known)
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in train config '{where}'; known: {sorted(known)}")
+        raise ValueError(f"unknown key(s) {unknown} in train config '{where}'; "
+                         f"known: {sorted(known)}")
     return cls(**kwargs)

@@ -77,8 +77,9 @@ def head_box_crops(frames: np.ndarray, track: PoseTrack, crop_size: int
         scale = crop_size / (2 * half)
         matrix = np.array([[scale, 0, crop_size / 2 - scale * cx],
                            [0, scale, crop_size / 2 - scale * cy]], np.float64)
-        crops[i] = cv2.warpAffine(frames[i], matrix, (crop_size, crop_size), flags=cv2.INTER_AREA
-                                  if scale < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        crops[i] = cv2.warpAffine(frames[i], matrix, (crop_size, crop_size), flags=interp,
+                                  borderMode=cv2.BORDER_REPLICATE)
     return crops, mask
 
 
@@ -86,12 +87,14 @@ def to_item(frames: np.ndarray, guidance: np.ndarray, reference: np.ndarray, cro
             face_mask: np.ndarray, face_params: np.ndarray, audio: torch.Tensor,
             sample_rate: int, fps: float, index: int) -> dict:
     """uint8 numpy arrays -> the item dict of tensors described in the module docstring."""
-    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 127.5 - 1
+    def tensor(a: np.ndarray, *dims: int) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).permute(*dims).float()
+
     return {
-        "video": video,  # [3, T, H, W]
-        "guidance": torch.from_numpy(np.ascontiguousarray(guidance)).permute(3, 0, 1, 2).float() / 255,
-        "reference": torch.from_numpy(np.ascontiguousarray(reference)).permute(2, 0, 1).float() / 127.5 - 1,
-        "face_crops": torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 255,
+        "video": tensor(frames, 3, 0, 1, 2) / 127.5 - 1,  # [3, T, H, W]
+        "guidance": tensor(guidance, 3, 0, 1, 2) / 255,  # [6, T, H, W]
+        "reference": tensor(reference, 2, 0, 1) / 127.5 - 1,  # [3, H, W]
+        "face_crops": tensor(crops, 0, 3, 1, 2) / 255,  # [T, 3, S, S]
         "face_mask": torch.from_numpy(np.asarray(face_mask, bool)),
         "face_params": torch.from_numpy(np.asarray(face_params, np.float32)),
         "audio": audio.float(),  # [C, S]

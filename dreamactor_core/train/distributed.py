@@ -6,6 +6,14 @@ the dataset drawn from (seed, e). Step s takes stream positions [s*B, (s+1)*B) (
 batch); rank r takes the contiguous slice [r*B/W, (r+1)*B/W). Every random draw of a sample is
 keyed by its stream position (stages.make_draws), so W ranks with B/W samples each compute the
 same gradient (DDP averages the per-rank mean losses) as one process with B samples.
+
+Launch (the package docstring, dreamactor_core/train/__init__.py, has the full recipe)::
+
+    torchrun --nproc_per_node 8 -m dreamactor_core.train --config cfg.json --stage 1 \
+        --steps 20000 --out runs/s1 --init runs/vae
+    torchrun --nnodes 4 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST0:29500 \
+        --rdzv_id dreamactor-s3 -m dreamactor_core.train --config cfg.json --stage 3 \
+        --steps 30000 --out runs/s3 --init runs/s2 --fsdp
 """
 
 from __future__ import annotations

@@ -1,11 +1,17 @@
 """TrainModules: every trainable component in one nn.Module, so DDP / FSDP wrap one object and
 one forward call computes the stage's loss.
 
-Components (also the tensor-name prefixes in checkpoints, the model-bundle format of
-model/weights.py): ``vae``, ``pose_encoder``, ``dit``, ``face_motion``, ``audio_motion``.
+Components (also the tensor-name prefixes in checkpoints): ``vae``, ``pose_encoder``, ``dit``,
+``face_encoder``, ``audio_encoder`` -- the names and layout of model/bundle.py's
+DreamActorModel file, so a checkpoint's model/ema.safetensors loads with
+``DreamActorModel.load`` (the motion-encoder configs travel in its metadata, see
+``motion_config_json``).
 """
 
 from __future__ import annotations
+
+import json
+from dataclasses import asdict
 
 import torch
 from torch import nn
@@ -18,7 +24,7 @@ from ..model.vae import CausalVAE
 from .config import TrainConfig
 from .stages import Draws, stage_loss
 
-COMPONENTS = ("vae", "pose_encoder", "dit", "face_motion", "audio_motion")
+COMPONENTS = ("vae", "pose_encoder", "dit", "face_encoder", "audio_encoder")
 
 
 class TrainModules(nn.Module):
@@ -30,11 +36,16 @@ class TrainModules(nn.Module):
         self.pose_encoder = PoseEncoder.from_config(self.model_config)
         self.dit = DreamActorDiT(self.model_config.dit)
         self.dit.gradient_checkpointing = config.gradient_checkpointing
-        self.face_motion = FaceMotionEncoder(config.face_motion_config())
-        self.audio_motion = AudioToMotionEncoder(config.audio_motion_config())
+        self.face_encoder = FaceMotionEncoder(config.face_motion_config())
+        self.audio_encoder = AudioToMotionEncoder(config.audio_motion_config())
 
     def components(self) -> dict[str, nn.Module]:
         return {name: getattr(self, name) for name in COMPONENTS}
+
+    def motion_config_json(self) -> str:
+        """The motion encoders' configs, as model/bundle.py stores them in file metadata."""
+        return json.dumps({"face": asdict(self.face_encoder.config),
+                           "audio": asdict(self.audio_encoder.config)}, sort_keys=True)
 
     def forward(self, batch: dict, draws: Draws | None, stage: str) -> tuple[torch.Tensor, dict]:
         return stage_loss(self, batch, draws, stage, self.train_config)

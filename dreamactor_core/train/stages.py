@@ -65,11 +65,11 @@ def trainable_names(modules: nn.Module, stage: str) -> set[str]:
         elif stage == "1":
             keep = component == "pose_encoder" or (component == "dit" and name not in face_attn)
         elif stage == "2":
-            keep = component == "face_motion" or name in face_attn
+            keep = component == "face_encoder" or name in face_attn
         elif stage == "3":
-            keep = component in ("dit", "pose_encoder", "face_motion")
+            keep = component in ("dit", "pose_encoder", "face_encoder")
         else:
-            keep = component == "audio_motion"
+            keep = component == "audio_encoder"
         if keep:
             names.add(name)
     return names
@@ -140,7 +140,7 @@ def flow_loss(modules: nn.Module, batch: dict, draws: Draws, stage: str):
     pose = modules.pose_encoder(batch["guidance"])  # [B, C_pose, T', h, w]
     face_tokens = face_mask = None
     if stage in ("2", "3"):
-        face_tokens = modules.face_motion(batch["face_crops"])  # [B, T, N, D]
+        face_tokens = modules.face_encoder(batch["face_crops"])  # [B, T, N, D]
         face_mask = batch["face_mask"]
     x_t, target = training_target(x0, draws.noise.to(x0.dtype), draws.t)
     pred = modules.dit(x_t, draws.t, pose_latent=pose, ref_latent=ref, face_tokens=face_tokens,
@@ -151,15 +151,15 @@ def flow_loss(modules: nn.Module, batch: dict, draws: Draws, stage: str):
 
 def audio_loss(modules: nn.Module, batch: dict):
     frames = batch["face_crops"].shape[1]
-    window = modules.audio_motion.config.window
+    window = modules.audio_encoder.config.window
     features = []
     with torch.no_grad():
-        targets = modules.face_motion(batch["face_crops"])  # [B, T, N, D], frozen
+        targets = modules.face_encoder(batch["face_crops"])  # [B, T, N, D], frozen
         for wave, fps in zip(batch["audio"], batch["fps"].tolist()):
             audio = {"waveform": wave[None].float().cpu(), "sample_rate": batch["sample_rate"]}
             features.append(audio_features(audio, frames, fps, window)[0][0])  # [T, W, 80]
-    pred = modules.audio_motion(torch.stack(features).to(targets.device))
-    loss = modules.audio_motion.regression_loss(pred.float(), targets.float(), batch["face_mask"])
+    pred = modules.audio_encoder(torch.stack(features).to(targets.device))
+    loss = modules.audio_encoder.regression_loss(pred.float(), targets.float(), batch["face_mask"])
     return loss, {}
 
 

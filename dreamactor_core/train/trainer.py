@@ -44,7 +44,8 @@ def make_dataset(config: TrainConfig, stage: str, ctx: DistContext | None = None
     if data["kind"] == "synthetic":
         return SyntheticClipDataset(seed=config.seed, num_clips=int(data.get("num_clips", 10_000)),
                                     frames=tuple(data.get("frames", (17, 17))), size=size,
-                                    fps=float(data.get("fps", 25.0)), crop_size=config.face_crop_size,
+                                    fps=float(data.get("fps", 25.0)),
+                                    crop_size=config.face_crop_size,
                                     temporal_factor=model.vae.temporal_factor,
                                     with_audio=stage == "audio")
     from .video_dataset import VideoFolderDataset
@@ -60,16 +61,18 @@ def make_dataset(config: TrainConfig, stage: str, ctx: DistContext | None = None
 
 
 def load_init(modules: TrainModules, path: str | Path) -> list[str]:
-    """Loads every component stored in ``path`` (a model/EMA .safetensors, a checkpoint folder or
-    a run folder) into ``modules``; returns the loaded component names."""
+    """Loads every component stored in ``path`` into ``modules``; returns the loaded component
+    names. ``path`` is a .safetensors bundle (a checkpoint's model.safetensors or
+    ema.safetensors), or a run / checkpoints / step folder, whose newest checkpoint's raw
+    (non-EMA) weights are used: pass the ema.safetensors file to start from the EMA instead."""
     path = Path(path)
     if path.is_dir():
-        folder = ckpt.find_latest(path / "checkpoints") or ckpt.find_latest(path.parent)
-        folder = folder if folder is not None else (path if ckpt.is_complete(path) else None)
+        folder = (path if ckpt.is_complete(path) else
+                  ckpt.find_latest(path / "checkpoints") or ckpt.find_latest(path))
         if folder is None:
             raise ValueError(f"--init {path}: no complete checkpoint found there; pass a "
                              "model.safetensors / ema.safetensors file")
-        path = folder / "ema.safetensors"
+        path = folder / "model.safetensors"
     if not path.is_file():
         raise ValueError(f"--init {path} does not exist")
     with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -100,23 +103,29 @@ class Trainer:
         if self.stage in ("2", "audio") and init_from is None and not resume:
             raise ValueError(f"stage {self.stage} trains only the motion encoders on top of a "
                              "trained model (a fresh DiT's zero-initialised output passes no "
-                             "gradient to them): start it from a previous stage with --init RUN_DIR")
+                             "gradient to them): start it from a previous stage with "
+                             "--init RUN_DIR")
         self.modules = build_modules(config, self.ctx.device)
         if init_from is not None:
             load_init(self.modules, init_from)
         self.trainable = freeze_for_stage(self.modules, self.stage)
-        self.dataset = dataset if dataset is not None else make_dataset(config, self.stage, self.ctx)
+        if dataset is None:
+            dataset = make_dataset(config, self.stage, self.ctx)
+        self.dataset = dataset
         if len(self.dataset) == 0:
             raise ValueError("the dataset is empty (every video was skipped?): "
                              f"skipped = {getattr(self.dataset, 'skipped', {})}")
-        state = ckpt.read_checkpoint(found) if (resume and found is not None) else None
+        state = None
+        if resume and found is not None:  # under FSDP only rank 0 loads tensors, then broadcasts
+            state = ckpt.read_checkpoint(found, tensors=self.ctx.is_main or not self._sharded)
         if state is not None and state["trainer_state"]["stage"] != self.stage:
             raise ValueError(f"the checkpoint in {self.out} is from stage "
                              f"{state['trainer_state']['stage']}, not {self.stage}; resume with "
                              f"--stage {state['trainer_state']['stage']} or start a new --out")
         if state is None and self.stage in DIT_STAGES and self._latent_stats_unset():
             count = min(config.latent_stats_clips, len(self.dataset))
-            estimate_latent_stats(self.modules.vae, [self.dataset[i]["video"] for i in range(count)])
+            videos = [self.dataset[i]["video"] for i in range(count)]
+            estimate_latent_stats(self.modules.vae, videos)
 
         self.model = wrap_model(self.modules, self.ctx, config.fsdp)
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -140,8 +149,15 @@ class Trainer:
     def _trained(self):
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
 
+    @property
+    def _sharded(self) -> bool:
+        return self.config.fsdp and self.ctx.distributed
+
     def _options(self) -> StateDictOptions:
-        return StateDictOptions(full_state_dict=True, cpu_offload=self.config.fsdp)
+        return StateDictOptions(full_state_dict=True, cpu_offload=self._sharded)
+
+    def _load_options(self) -> StateDictOptions:
+        return StateDictOptions(full_state_dict=True, broadcast_from_rank0=self._sharded)
 
     def model_state(self) -> dict[str, torch.Tensor]:
         """Full state dict; under FSDP (cpu_offload) only rank 0 receives it, others get {}."""
@@ -163,9 +179,9 @@ class Trainer:
             self._swap_ema()
 
     def _restore(self, state: dict) -> None:
-        set_model_state_dict(self.model, state["model"], options=self._options())
+        set_model_state_dict(self.model, state["model"], options=self._load_options())
         set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"],
-                                 options=self._options())
+                                 options=self._load_options())
         self.start_step = int(state["trainer_state"]["step"])
 
     @torch.no_grad()
@@ -173,7 +189,7 @@ class Trainer:
         # Load the EMA file through the model (which shards it under FSDP), then put the
         # trained parameters' own (local) values back; frozen ones are equal in both files.
         current = {n: p.detach().clone() for n, p in self._trained()}
-        set_model_state_dict(self.model, ema, options=self._options())
+        set_model_state_dict(self.model, ema, options=self._load_options())
         for n, p in self._trained():
             self.ema[n].copy_(p)
             p.copy_(current[n])
@@ -187,7 +203,8 @@ class Trainer:
                              "world_size": self.ctx.world_size, "config": self.config.to_dict()}
             path = ckpt.write_checkpoint(self.ckpt_root, self.step, model, ema, opt, trainer_state,
                                          self.modules.model_config.to_json(),
-                                         keep=self.config.keep_checkpoints)
+                                         keep=self.config.keep_checkpoints,
+                                         motion_config_json=self.modules.motion_config_json())
         barrier(self.ctx)
         return path
 

@@ -52,7 +52,8 @@ class SkipVideo(Exception):
         self.reason = reason
 
 
-def read_video(path: Path, max_frames: int, stride: int = 1) -> tuple[list[np.ndarray], float, dict]:
+def read_video(path: Path, max_frames: int,
+               stride: int = 1) -> tuple[list[np.ndarray], float, dict]:
     """Decodes up to ``max_frames`` RGB frames (every ``stride``-th) -> (frames, fps, audio) where
     audio = {"waveform": float32 [C, S], "sample_rate": int} or {} without an audio stream."""
     import av
@@ -108,7 +109,8 @@ def _read_audio(path: Path, duration: float) -> dict:
     return {"waveform": wave.astype(np.float32), "sample_rate": int(rate)}
 
 
-def fit_transform(src: tuple[int, int], dst: tuple[int, int], mode: str) -> tuple[float, float, float]:
+def fit_transform(src: tuple[int, int], dst: tuple[int, int],
+                  mode: str) -> tuple[float, float, float]:
     """(scale, offset_x, offset_y) mapping source pixels into a dst canvas keeping the aspect."""
     (sh, sw), (dh, dw) = src, dst
     scale = (min if mode == "pad" else max)(dh / sh, dw / sw)
@@ -149,7 +151,8 @@ class VideoFolderDataset(Dataset):
         if not self.folder.is_dir():
             raise ValueError(f"video folder {self.folder} does not exist")
         self.size = (int(size[0]), int(size[1]))
-        self.crop_size, self.max_frames, self.stride = int(crop_size), int(max_frames), int(frame_stride)
+        self.crop_size, self.max_frames = int(crop_size), int(max_frames)
+        self.stride = int(frame_stride)
         self.resize_mode, self.tf = resize_mode, int(temporal_factor)
         self.min_person_fraction, self.model_complexity = min_person_fraction, model_complexity
         valid_lengths((1, self.max_frames), self.tf)  # raises if max_frames is too small

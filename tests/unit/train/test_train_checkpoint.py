@@ -7,8 +7,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from dreamactor_core.model.weights import load_component
+from dreamactor_core.model.bundle import DreamActorModel
 from dreamactor_core.model.dit import DreamActorDiT
+from dreamactor_core.model.weights import load_component
 from dreamactor_core.train import __main__ as cli
 from dreamactor_core.train import checkpoint as ckpt
 from dreamactor_core.train.trainer import Trainer
@@ -65,7 +66,7 @@ def test_checkpoint_files_and_csv(tmp_path, tiny_config):
         keys = list(f.keys())
     state = json.loads(meta["trainer_state"])
     assert state["step"] == 6 and state["stage"] == "3"
-    assert all(k.split("/")[0].startswith(("face_motion.", "dit.", "pose_encoder.")) for k in keys)
+    assert all(k.split("/")[0].startswith(("face_encoder.", "dit.", "pose_encoder.")) for k in keys)
     assert any(k.endswith("/exp_avg_sq") for k in keys)
     # the model file is a model bundle: weights.load_component reads it
     dit = DreamActorDiT(trainer.modules.model_config.dit)
@@ -74,6 +75,11 @@ def test_checkpoint_files_and_csv(tmp_path, tiny_config):
     load_component(root / "step_00000006" / "ema.safetensors", "dit", dit)
     assert torch.equal(dit.final_proj.weight, trainer.ema["dit.final_proj.weight"])
     assert not torch.equal(dit.final_proj.weight, trainer.modules.dit.final_proj.weight)
+    # ... and it is a whole DreamActorModel file, motion encoders included
+    model = DreamActorModel.load(root / "step_00000006" / "ema.safetensors")
+    assert model.face_config.image_size == 32
+    assert torch.equal(model.face_encoder.head[0].weight,
+                       trainer.ema["face_encoder.head.0.weight"])
 
     with open(tmp_path / "metrics.csv") as f:
         rows = list(csv.DictReader(f))

@@ -33,8 +33,8 @@ def torchrun(args, out, env):
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            "--nproc_per_node", "2", "-m", "dreamactor_core.train", *args,
                            "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+                          timeout=300)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
 
 
 def test_two_processes_match_one(tmp_path, tiny_config):

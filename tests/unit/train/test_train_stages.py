@@ -37,13 +37,13 @@ def test_trainable_sets_per_stage(tiny_config):
     all_names = {n for n, _ in modules.named_parameters()}
     face_attn = {f"dit.{n}" for n in face_attention_parameters(modules.dit)}
     by = {c: {n for n in all_names if n.startswith(c + ".")} for c in
-          ("vae", "pose_encoder", "dit", "face_motion", "audio_motion")}
+          ("vae", "pose_encoder", "dit", "face_encoder", "audio_encoder")}
     assert trainable_names(modules, "vae") == by["vae"]
     assert trainable_names(modules, "0") == by["vae"]
     assert trainable_names(modules, 1) == (by["dit"] - face_attn) | by["pose_encoder"]
-    assert trainable_names(modules, "2") == by["face_motion"] | face_attn
-    assert trainable_names(modules, "3") == by["dit"] | by["pose_encoder"] | by["face_motion"]
-    assert trainable_names(modules, "audio") == by["audio_motion"]
+    assert trainable_names(modules, "2") == by["face_encoder"] | face_attn
+    assert trainable_names(modules, "3") == by["dit"] | by["pose_encoder"] | by["face_encoder"]
+    assert trainable_names(modules, "audio") == by["audio_encoder"]
     with pytest.raises(ValueError, match="stage must be one of"):
         trainable_names(modules, "4")
 
@@ -63,7 +63,7 @@ def test_a_step_changes_only_the_stage_parameters(tmp_path, tiny_config, stage1_
     frozen = [p for n, p in trainer.modules.named_parameters() if n not in allowed]
     assert all(not p.requires_grad for p in frozen)
     if stage in ("2", "3"):  # both the face encoder and the face attention learn
-        assert any(n.startswith("face_motion.") for n in moved)
+        assert any(n.startswith("face_encoder.") for n in moved)
         assert any(".face.attn.proj." in n for n in moved)
     if stage == "3":
         assert any(n.startswith("pose_encoder.") for n in moved)
