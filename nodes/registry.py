@@ -16,6 +16,7 @@ NODE_MODULES: dict[str, tuple[str, ...]] = {
     "head_sphere": ("cv2",),
     "face_crop": ("cv2",),
     "pseudo_reference": ("mediapipe", "cv2"),
+    "smplx_pose": (),
     "model_loader": ("safetensors",),
     "motion": (),
     "sampler": ("einops",),

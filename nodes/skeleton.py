@@ -10,6 +10,7 @@ from comfy_api.latest import io
 from ..dreamactor_core.guidance.driving import extract_driving_pose
 from ..dreamactor_core.guidance.skeleton_render import render_skeleton
 from .comfy_glue import Progress, frames_uint8, uint8_to_image_batch
+from .pose_backends import INSIGHTFACE, MEDIAPIPE, body_backends, make_body_tracker, make_head_source
 from .types import PoseTrackType, ReferenceType
 
 CATEGORY = "DreamActor"
@@ -36,8 +37,17 @@ class DreamActorSkeletonExtractor(io.ComfyNode):
                                        "neck/shoulders (half body, portraits); auto picks from the reference."),
                 io.Int.Input("max_gap_frames", default=8, min=0, max=120,
                              tooltip="Joints lost for at most this many frames are interpolated; longer gaps are reported."),
+                io.Combo.Input("pose_backend", options=body_backends(), default=MEDIAPIPE,
+                               tooltip="MediaPipe Holistic, or an RTMPose/DWPose whole-body .onnx file placed in "
+                                       "models/dreamactor/pose/."),
+                io.Combo.Input("head_backend", options=[MEDIAPIPE, INSIGHTFACE], default=MEDIAPIPE,
+                               tooltip="insightface: head pose from the buffalo_l det_10g.onnx + 1k3d68.onnx files "
+                                       "placed in models/dreamactor/insightface/."),
                 ReferenceType.Input("reference", optional=True,
                                     tooltip="From DreamActor Reference Loader: enables bone-length normalisation."),
+                PoseTrackType.Input("external_pose", optional=True,
+                                    tooltip="A pose measured elsewhere (e.g. DreamActor SMPL-X Pose) used instead of "
+                                            "tracking the frames."),
             ],
             outputs=[
                 PoseTrackType.Output("pose", display_name="pose", tooltip="Retargeted to the reference when one is connected; "
@@ -50,13 +60,18 @@ class DreamActorSkeletonExtractor(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, images, fps, retarget_mode, max_gap_frames, reference=None) -> io.NodeOutput:
+    def execute(cls, images, fps, retarget_mode, max_gap_frames, pose_backend=MEDIAPIPE, head_backend=MEDIAPIPE,
+                reference=None, external_pose=None) -> io.NodeOutput:
         frames = frames_uint8(images, "images")
+        if external_pose is not None and len(external_pose) != len(frames):
+            raise ValueError(f"external_pose has {len(external_pose)} frames but images has {len(frames)}: "
+                             "they must describe the same video")
         progress = Progress(len(frames))
         measured, pose = extract_driving_pose(
             frames, fps=fps, reference=None if reference is None else reference.track,
-            retarget_mode=retarget_mode,
-            max_gap=max_gap_frames, on_frame=progress.step)
+            retarget_mode=retarget_mode, max_gap=max_gap_frames, on_frame=progress.step,
+            tracker=make_body_tracker(pose_backend), head_source=make_head_source(head_backend),
+            measured=external_pose)
         maps = render_skeleton(pose, size=pose.image_size)
         return io.NodeOutput(pose, measured, uint8_to_image_batch(maps), json.dumps(pose.report, default=str))
 

@@ -194,6 +194,7 @@ class VideoFolderDataset(Dataset):
 
     def _process(self, path: Path) -> dict[str, np.ndarray]:
         from ..guidance.driving import extract_driving_pose
+        from ..guidance.mediapipe_backend import MediaPipeTracker
         from ..guidance.face_align import face_crops
         from ..guidance.mediapipe_backend import NoPersonError
 
@@ -206,7 +207,8 @@ class VideoFolderDataset(Dataset):
         t = self.tf * ((len(frames) - 1) // self.tf) + 1
         clip = np.stack(frames[:t])  # [T, h, w, 3]
         try:
-            track, _ = extract_driving_pose(list(clip), fps, model_complexity=self.model_complexity)
+            with MediaPipeTracker(model_complexity=self.model_complexity) as tracker:
+                track, _ = extract_driving_pose(list(clip), fps, tracker=tracker)
         except NoPersonError as exc:
             raise SkipVideo("no_person", str(exc)) from None
         present = (track.body_conf.max(axis=1) > 0).mean()

@@ -17,7 +17,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 PACK_NODES = ["DreamActorReferenceLoader", "DreamActorSkeletonExtractor", "DreamActorHeadSphereRenderer",
               "DreamActorFaceCrop", "DreamActorPseudoReferencePicker", "DreamActorModelLoader",
               "DreamActorFaceMotionEncoder", "DreamActorAudioToMotion", "DreamActorSampler",
-              "DreamActorSegmentStitcher"]
+              "DreamActorSegmentStitcher", "DreamActorSmplxPose"]
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXPECTED = {
     "DreamActorReferenceLoader": ({"image", "width", "height", "margin", "mask"},
                                   ["reference", "framed_image", "framed_mask"]),
-    "DreamActorSkeletonExtractor": ({"images", "fps", "retarget_mode", "max_gap_frames", "reference"},
+    "DreamActorSkeletonExtractor": ({"images", "fps", "retarget_mode", "max_gap_frames", "pose_backend",
+                                     "head_backend", "reference", "external_pose"},
                                     ["pose", "measured_pose", "skeleton_maps", "report"]),
     "DreamActorHeadSphereRenderer": ({"pose", "radius_scale", "reference", "background"}, ["sphere_maps"]),
     "DreamActorFaceCrop": ({"images", "pose", "size"}, ["face_crops", "report"]),
     "DreamActorPseudoReferencePicker": ({"images", "pose", "reference", "k", "identity_threshold", "clip_vision"},
                                         ["pseudo_references", "reference", "scores"]),
     "DreamActorModelLoader": ({"model_name"}, ["model"]),
+    "DreamActorSmplxPose": ({"params_path", "gender", "width", "height", "fps"}, ["pose", "report"]),
     "DreamActorFaceMotionEncoder": ({"model", "face_crops", "fps"}, ["face_motion"]),
     "DreamActorAudioToMotion": ({"model", "audio", "num_frames", "fps", "pose"}, ["face_motion", "report"]),
     "DreamActorSampler": ({"model", "reference", "skeleton_maps", "sphere_maps", "steps", "solver", "shift",
@@ -129,7 +131,7 @@ def test_cancel_stops_a_long_extraction_promptly(comfy):
         "3": {"class_type": "RepeatImageBatch", "inputs": {"image": ["2", 0], "amount": 10}},
         "4": {"class_type": "DreamActorSkeletonExtractor",
               "inputs": {"images": ["3", 0], "fps": ["2", 2], "retarget_mode": "auto",
-                         "max_gap_frames": 8}},
+                         "max_gap_frames": 8, "pose_backend": "mediapipe", "head_backend": "mediapipe"}},
         "5": {"class_type": "PreviewImage", "inputs": {"images": ["4", 2]}},
     }
     prompt_id = comfy.queue(prompt)

@@ -19,7 +19,7 @@ def _base() -> dict:
         "3": {"class_type": "LoadVideo", "inputs": {"file": "driver_head_turn.mp4"}},
         "4": {"class_type": "GetVideoComponents", "inputs": {"video": ["3", 0]}},
         "5": {"class_type": "DreamActorSkeletonExtractor",
-              "inputs": {"images": ["4", 0], "fps": ["4", 2], "retarget_mode": "auto", "max_gap_frames": 8,
+              "inputs": {"images": ["4", 0], "fps": ["4", 2], "retarget_mode": "auto", "max_gap_frames": 8, "pose_backend": "mediapipe", "head_backend": "mediapipe",
                          "reference": ["2", 0]}},
     }
 
@@ -52,3 +52,24 @@ def test_face_crop_with_the_retargeted_pose_is_a_clear_error(comfy):
     assert error is not None and error["node_type"] == "DreamActorFaceCrop"
     assert "connect the Skeleton Extractor's measured_pose" in error["exception_message"]
     assert comfy.alive()
+
+
+def test_missing_insightface_models_name_the_folder_and_files(comfy):
+    prompt = _base()
+    prompt["5"]["inputs"]["head_backend"] = "insightface"
+    prompt["6"] = {"class_type": "PreviewImage", "inputs": {"images": ["5", 2]}}
+    entry = comfy.run(prompt, timeout=300)
+    error = execution_error(entry)
+    assert error is not None and error["node_type"] == "DreamActorSkeletonExtractor"
+    message = error["exception_message"]
+    assert "det_10g.onnx" in message and "insightface" in message
+    assert comfy.alive()
+
+
+def test_smplx_pose_without_parameters_is_a_clear_error(comfy):
+    prompt = {"1": {"class_type": "DreamActorSmplxPose",
+                    "inputs": {"params_path": "/nonexistent/params.npz", "gender": "neutral", "width": 0,
+                               "height": 0, "fps": 25.0}},
+              "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}}}
+    error = execution_error(comfy.run(prompt, timeout=120))
+    assert error is not None and "does not exist" in error["exception_message"]

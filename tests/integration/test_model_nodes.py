@@ -28,7 +28,7 @@ def _prompt(driver: str, steps: int = 2, frames: int = 13, seed: int = 7) -> dic
         "5": {"class_type": "GetVideoComponents", "inputs": {"video": ["4", 0]}},
         "6": {"class_type": "ImageFromBatch", "inputs": {"image": ["5", 0], "batch_index": 0, "length": frames}},
         "7": {"class_type": "DreamActorSkeletonExtractor",
-              "inputs": {"images": ["6", 0], "fps": ["5", 2], "retarget_mode": "auto", "max_gap_frames": 8,
+              "inputs": {"images": ["6", 0], "fps": ["5", 2], "retarget_mode": "auto", "max_gap_frames": 8, "pose_backend": "mediapipe", "head_backend": "mediapipe",
                          "reference": ["3", 0]}},
         "8": {"class_type": "DreamActorHeadSphereRenderer",
               "inputs": {"pose": ["7", 0], "radius_scale": 1.0, "reference": ["3", 0]}},
