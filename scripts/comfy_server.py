@@ -144,6 +144,15 @@ class ComfyServer:
             time.sleep(0.5)
         raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout:.0f} s")
 
+    def wait_until_running(self, prompt_id: str, timeout: float = 120.0) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            queue = requests.get(self.url + "/queue", timeout=10).json()
+            if any(item[1] == prompt_id for item in queue["queue_running"]):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"prompt {prompt_id} did not start within {timeout:.0f} s")
+
     def run(self, prompt: dict, workflow: dict | None = None, timeout: float = 600.0) -> dict:
         return self.wait(self.queue(prompt, workflow), timeout)
 

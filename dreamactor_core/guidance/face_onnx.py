@@ -38,6 +38,7 @@ import numpy as np
 from .head_pose import CANONICAL_FACE, HEAD_CENTER, HEAD_RADIUS_CM, matrix_to_euler
 from .image_io import to_rgb_uint8
 from .pose_track import PoseTrack
+from .onnx_runtime import inference_session
 
 DEFAULT_MODEL_FOLDER = os.path.join("models", "dreamactor", "insightface")  # relative to ComfyUI's root
 DETECTOR_FILE, LANDMARK_FILE = "det_10g.onnx", "1k3d68.onnx"
@@ -78,12 +79,7 @@ def resolve_face_models(models_dir=None, detector: str = DETECTOR_FILE, landmark
 
 
 def _inference_session(path: str, providers):
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ImportError("the insightface face backend needs onnxruntime: pip install onnxruntime "
-                          "(or onnxruntime-gpu), or use the MediaPipe backend") from None
-    return onnxruntime.InferenceSession(path, providers=providers or ["CPUExecutionProvider"])
+    return inference_session(path, providers, backend="insightface face")
 
 
 def anchor_centres(height: int, width: int, stride: int, num_anchors: int) -> np.ndarray:

@@ -28,6 +28,7 @@ from .image_io import to_rgb_uint8
 from .mediapipe_backend import NoPersonError
 from .pose_track import PoseTrack
 from .topology import J
+from .onnx_runtime import inference_session
 
 DEFAULT_MODEL_FOLDER = os.path.join("models", "dreamactor", "pose")  # relative to ComfyUI's root
 MEAN = np.array([123.675, 116.28, 103.53], np.float32)  # RTMPose, RGB
@@ -72,12 +73,7 @@ def resolve_model_path(model_path: str | os.PathLike, models_dir: str | os.PathL
 
 
 def _inference_session(path: str, providers):
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ImportError("the ONNX pose backend needs onnxruntime: pip install onnxruntime "
-                          "(or onnxruntime-gpu), or use the MediaPipe backend") from None
-    return onnxruntime.InferenceSession(path, providers=providers or ["CPUExecutionProvider"])
+    return inference_session(path, providers, backend="ONNX pose")
 
 
 def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, input_size: tuple[int, int]):

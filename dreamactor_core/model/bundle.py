@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from . import weights
 from .audio_motion import AudioMotionConfig, AudioToMotionEncoder
-from .config import ModelConfig
+from .config import ModelConfig, dataclass_from_dict
 from .dit import DreamActorDiT
 from .face_motion import FaceMotionConfig, FaceMotionEncoder
 from .pose_encoder import PoseEncoder
@@ -59,21 +56,6 @@ def check_motion_configs(config: ModelConfig, face: FaceMotionConfig,
                              f"frame, but the DiT expects {want[0]} of width {want[1]} "
                              f"(dit.face_tokens_per_frame, dit.face_token_dim); build the "
                              f"{name} config with tokens_per_frame={want[0]}, token_dim={want[1]}")
-
-
-def _motion_from_dict(cls, data: Any, where: str):
-    if not isinstance(data, dict):
-        raise ValueError(f"{where} must be a JSON object, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; known keys: {sorted(known)}. "
-                         "The file was written for a different model version.")
-    data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    try:
-        return cls(**data)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"invalid {where}: {exc}") from None
 
 
 class DreamActorModel(nn.Module):
@@ -120,29 +102,8 @@ class DreamActorModel(nn.Module):
 
         ``dtype`` "fp16"/"bf16" stores floating tensors in half precision.
         """
-        path = Path(path)
-        storage = weights._storage_dtype(dtype)
-        tensors: dict[str, torch.Tensor] = {}
-        for name, module in self.components().items():
-            for key, tensor in module.state_dict().items():
-                tensor = tensor.detach().to("cpu")
-                if storage is not None and tensor.is_floating_point():
-                    tensor = tensor.to(storage)
-                tensors[f"{name}.{key}"] = tensor.contiguous()
-        metadata = {"format": weights.FORMAT, "components": json.dumps(list(COMPONENTS)),
-                    "dtype": str(storage or torch.float32).removeprefix("torch."),
-                    "dreamactor_config": self.config.to_json(),
-                    MOTION_CONFIG_KEY: self.motion_config_json()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=metadata)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return weights.save_bundle(path, self.components(), self.config, dtype,
+                                   extra_metadata={MOTION_CONFIG_KEY: self.motion_config_json()})
 
     @classmethod
     def read_configs(cls, path: str | os.PathLike
@@ -163,8 +124,10 @@ class DreamActorModel(nn.Module):
         if not isinstance(data, dict) or set(data) != {"face", "audio"}:
             raise ValueError(f"{path}: '{MOTION_CONFIG_KEY}' must be an object with keys "
                              f"'face' and 'audio'")
-        face = _motion_from_dict(FaceMotionConfig, data["face"], f"{path}: face motion config")
-        audio = _motion_from_dict(AudioMotionConfig, data["audio"], f"{path}: audio motion config")
+        face = dataclass_from_dict(FaceMotionConfig, data["face"], f"{path}: face motion config",
+                                   lists_to_tuples=True)
+        audio = dataclass_from_dict(AudioMotionConfig, data["audio"], f"{path}: audio motion config",
+                                    lists_to_tuples=True)
         try:
             check_motion_configs(config, face, audio)
         except ValueError as exc:

@@ -144,9 +144,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.vae, dict):
-            self.vae = _from_dict(VAEConfig, self.vae, "ModelConfig.vae")
+            self.vae = dataclass_from_dict(VAEConfig, self.vae, "ModelConfig.vae")
         if isinstance(self.dit, dict):
-            self.dit = _from_dict(DiTConfig, self.dit, "ModelConfig.dit")
+            self.dit = dataclass_from_dict(DiTConfig, self.dit, "ModelConfig.dit")
         if self.dit.latent_channels != self.vae.latent_channels:
             raise ValueError(f"dit.latent_channels ({self.dit.latent_channels}) must equal "
                              f"vae.latent_channels ({self.vae.latent_channels})")
@@ -176,7 +176,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        return _from_dict(cls, data, "ModelConfig")
+        return dataclass_from_dict(cls, data, "ModelConfig")
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
@@ -187,17 +187,21 @@ class ModelConfig:
         return cls.from_dict(data)
 
 
-def _from_dict(cls, data: Any, where: str):
+def dataclass_from_dict(cls, data: Any, where: str, lists_to_tuples: bool = False):
+    """Builds dataclass ``cls`` from JSON data; unknown keys and invalid values raise a
+    ValueError naming ``where`` (a typo must never train or load silently with a default)."""
     if not isinstance(data, dict):
         raise ValueError(f"{where} must be a JSON object, got {type(data).__name__}")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"unknown key(s) {unknown} in {where}; known keys: {sorted(known)}. "
-                         "The file was written for a different model version.")
+                         "A file may have been written for a different model version.")
+    if lists_to_tuples:
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     try:
         return cls(**data)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid {where}: {exc}") from None
 
 

@@ -40,10 +40,13 @@ def _storage_dtype(dtype) -> torch.dtype | None:
 
 
 def save_bundle(path: str | os.PathLike, modules: Mapping[str, nn.Module],
-                config: ModelConfig | None = None, dtype=None) -> Path:
-    """Saves ``{name: module}`` (and the config) to one safetensors file; returns the path.
+                config: ModelConfig | None = None, dtype=None,
+                extra_metadata: Mapping[str, str] | None = None) -> Path:
+    """Saves ``{name: module}`` (and the config) to one safetensors file, atomically; returns
+    the path.
 
     ``dtype`` "fp16"/"bf16" stores floating tensors in half precision (integer buffers as-is).
+    ``extra_metadata`` adds string entries (e.g. the motion encoders' configs).
     """
     path = Path(path)
     if not modules:
@@ -62,6 +65,7 @@ def save_bundle(path: str | os.PathLike, modules: Mapping[str, nn.Module],
                 "dtype": str(storage or torch.float32).removeprefix("torch.")}
     if config is not None:
         metadata["dreamactor_config"] = config.to_json()
+    metadata.update(extra_metadata or {})
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

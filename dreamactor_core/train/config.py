@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..model.audio_motion import AudioMotionConfig
-from ..model.config import ModelConfig, preset
+from ..model.config import ModelConfig, dataclass_from_dict, preset
 from ..model.face_motion import FaceMotionConfig
 
 STAGES = ("vae", "1", "2", "3", "audio")
@@ -104,13 +104,13 @@ class TrainConfig:
                   "tokens_per_frame": dit.face_tokens_per_frame}
         if "channels" in kwargs:
             kwargs["channels"] = tuple(kwargs["channels"])
-        return _build(FaceMotionConfig, kwargs, "face_motion")
+        return dataclass_from_dict(FaceMotionConfig, kwargs, "train config 'face_motion'", lists_to_tuples=True)
 
     def audio_motion_config(self) -> AudioMotionConfig:
         dit = self.model_config().dit
         kwargs = {**self.audio_motion, "token_dim": dit.face_token_dim,
                   "tokens_per_frame": dit.face_tokens_per_frame}
-        return _build(AudioMotionConfig, kwargs, "audio_motion")
+        return dataclass_from_dict(AudioMotionConfig, kwargs, "train config 'audio_motion'", lists_to_tuples=True)
 
     @property
     def face_crop_size(self) -> int:
@@ -125,14 +125,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        if not isinstance(data, dict):
-            raise ValueError(f"train config must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown key(s) {unknown} in the train config; known keys: "
-                             f"{sorted(known)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "the train config")
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
@@ -144,12 +137,3 @@ class TrainConfig:
         except json.JSONDecodeError as exc:
             raise ValueError(f"train config {path} is not valid JSON: {exc}") from None
         return cls.from_dict(data)
-
-
-def _build(cls, kwargs: dict, where: str):
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(kwargs) - known)
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in train config '{where}'; "
-                         f"known: {sorted(known)}")
-    return cls(**kwargs)

@@ -2,12 +2,10 @@
 
 import json
 import pathlib
-import threading
 import time
 
 import numpy as np
 import pytest
-import requests
 from PIL import Image
 
 from comfy_server import PromptRejected, execution_error
@@ -135,12 +133,7 @@ def test_cancel_stops_a_long_extraction_promptly(comfy):
         "5": {"class_type": "PreviewImage", "inputs": {"images": ["4", 2]}},
     }
     prompt_id = comfy.queue(prompt)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # wait until the extractor is running
-        queue = requests.get(comfy.url + "/queue", timeout=10).json()
-        if any(item[1] == prompt_id for item in queue["queue_running"]):
-            break
-        time.sleep(0.2)
+    comfy.wait_until_running(prompt_id)
     time.sleep(3.0)
     comfy.interrupt()
     interrupted_at = time.time()

@@ -5,7 +5,6 @@ import time
 
 import numpy as np
 import pytest
-import requests
 
 from comfy_server import execution_error
 pytestmark = pytest.mark.comfy
@@ -99,12 +98,7 @@ def test_corrupt_model_file_is_a_clear_error(server):
 def test_cancel_during_sampling_stops_within_a_step(server):
     prompt = _prompt("video", steps=200, frames=33)
     prompt_id = server.queue(prompt)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        queue = requests.get(server.url + "/queue", timeout=10).json()
-        if any(item[1] == prompt_id for item in queue["queue_running"]):
-            break
-        time.sleep(0.2)
+    server.wait_until_running(prompt_id)
     time.sleep(6.0)
     server.interrupt()
     interrupted_at = time.time()

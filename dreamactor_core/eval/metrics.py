@@ -1,0 +1,234 @@
+"""Video metrics for self-reenactment: PSNR, SSIM, moving-pixel PSNR, flicker, mouth opening.
+
+Every video is float [T, H, W, 3] in 0..1 (numpy or torch; converted to float64 numpy, or
+float32 torch for SSIM).
+
+* ``psnr``: 10 log10(1 / MSE) with the MSE over all frames, pixels and channels at once
+  (optionally only over a [H, W] mask); identical videos give ``math.inf``.
+* ``ssim``: gaussian-window SSIM (Wang et al. 2004; window sigma 1.5, 11 taps, K1 0.01,
+  K2 0.03, data range 1), our own vectorised torch implementation, computed per frame and per
+  channel over the "valid" region (windows fully inside the image, as skimage crops), then
+  averaged. It matches ``skimage.metrics.structural_similarity(gaussian_weights=True,
+  sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1)`` (tested).
+* ``moving_mask``: pixels whose ground-truth value (max over channels of max - min over time)
+  changes by more than ``threshold``: the person and whatever it uncovers. ``moving_psnr`` is
+  PSNR over those pixels only, so the static background cannot hide a wrong person.
+* ``flicker``: mean absolute frame-to-frame change of the GENERATED video over the pixels whose
+  ground-truth range is at most ``static_threshold`` (static in the truth, so any change there
+  is flicker).
+* Mouth opening (synthetic clips only: it needs the exact track). ``mouth_darkness`` locates the
+  mouth in every frame from the track's head geometry (below) and measures 1 - mean luma over a
+  bilinear-sampled square of side 0.6 head radii around it: the open mouth's dark inner colour
+  raises it. The raw value depends on skin colour and shading, so ``mouth_calibration`` fits,
+  per clip, a line measure -> ground-truth ``mouth_open`` on the GROUND-TRUTH frames;
+  ``mouth_error`` applies that line to another video's measure and returns the mean absolute
+  difference from the ground-truth ``mouth_open`` over frames where the mouth faces the camera.
+  The same error on the ground-truth frames themselves is the measure's floor.
+
+Mouth location: the synthetic head is a sphere whose face points (nose, eyes, ears, mouth) sit at
+fixed head-local positions (synthetic.kinematics.FACE_POINTS). The track holds the 2-D nose, eye
+and ear joints, the head centre and radius; a per-frame least-squares fit of the 2x3 linear map
+head-local -> (pixel - centre) / radius (plus a shift) to those five points gives the mouth's pixel position and,
+from the cross product of the map's rows, whether the mouth faces the camera.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..guidance.pose_track import PoseTrack
+from ..guidance.topology import J
+from ..synthetic.kinematics import FACE_POINTS
+
+_FACE_JOINTS = ("nose", "r_eye", "l_eye", "r_ear", "l_ear")
+MOUTH_HALF_SIDE = 0.3  # half side of the measured square, in head radii
+MOUTH_GRID = 9  # samples per side of that square
+MOUTH_FACING = -0.5  # mouth normal's camera-z below this: facing the camera
+
+
+def _video(x, name: str) -> np.ndarray:
+    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if a.ndim != 4 or a.shape[-1] != 3:
+        raise ValueError(f"{name} must be a video [T, H, W, 3] in 0..1, got shape {a.shape}")
+    return a.astype(np.float64)
+
+
+def _pair(pred, target) -> tuple[np.ndarray, np.ndarray]:
+    p, t = _video(pred, "pred"), _video(target, "target")
+    if p.shape != t.shape:
+        raise ValueError(f"pred {p.shape} and target {t.shape} must have the same shape")
+    return p, t
+
+
+def psnr(pred, target, mask: np.ndarray | None = None) -> float:
+    """PSNR in dB of pred vs target [T, H, W, 3] (0..1); ``mask`` [H, W] bool restricts the
+    pixels. ``math.inf`` when equal; ``math.nan`` when the mask is empty."""
+    p, t = _pair(pred, target)
+    err = (p - t) ** 2
+    if mask is not None:
+        mask = np.asarray(mask, bool)
+        if mask.shape != p.shape[1:3]:
+            raise ValueError(f"mask must be [H, W] = {p.shape[1:3]}, got {mask.shape}")
+        if not mask.any():
+            return math.nan
+        err = err[:, mask]
+    mse = float(err.mean())
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def _gaussian_window(sigma: float = 1.5, taps: int = 11) -> torch.Tensor:
+    x = torch.arange(taps, dtype=torch.float64) - (taps - 1) / 2
+    g = torch.exp(-x * x / (2 * sigma * sigma))
+    return (g / g.sum()).float()
+
+
+def ssim(pred, target, sigma: float = 1.5, taps: int = 11) -> float:
+    """Mean gaussian-window SSIM over frames and channels (module docstring)."""
+    p, t = _pair(pred, target)
+    if min(p.shape[1:3]) < taps:
+        raise ValueError(f"frames are {p.shape[1]}x{p.shape[2]}; SSIM needs at least "
+                         f"{taps}x{taps} pixels")
+    x = torch.from_numpy(p).float().permute(0, 3, 1, 2).reshape(-1, 1, *p.shape[1:3])
+    y = torch.from_numpy(t).float().permute(0, 3, 1, 2).reshape(-1, 1, *t.shape[1:3])
+    g = _gaussian_window(sigma, taps)
+
+    def blur(z: torch.Tensor) -> torch.Tensor:  # separable, "valid" region  # [N, 1, H', W']
+        z = F.conv2d(z, g.view(1, 1, taps, 1))
+        return F.conv2d(z, g.view(1, 1, 1, taps))
+
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    mx, my = blur(x), blur(y)
+    vx = blur(x * x) - mx * mx
+    vy = blur(y * y) - my * my
+    cxy = blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return float(s.double().mean())
+
+
+def _range(target) -> np.ndarray:
+    t = _video(target, "target")
+    return (t.max(axis=0) - t.min(axis=0)).max(axis=-1)  # [H, W]
+
+
+def moving_mask(target, threshold: float = 0.1) -> np.ndarray:
+    """[H, W] bool: pixels whose ground-truth value changes by more than ``threshold``."""
+    return _range(target) > threshold
+
+
+def static_mask(target, threshold: float = 0.02) -> np.ndarray:
+    """[H, W] bool: pixels whose ground-truth value changes by at most ``threshold``."""
+    return _range(target) <= threshold
+
+
+def moving_psnr(pred, target, threshold: float = 0.1) -> float:
+    return psnr(pred, target, moving_mask(target, threshold))
+
+
+def flicker(pred, target, static_threshold: float = 0.02) -> float:
+    """Mean |pred[t+1] - pred[t]| over ground-truth-static pixels (0 for a single frame)."""
+    p, _ = _pair(pred, target)
+    mask = static_mask(target, static_threshold)
+    if p.shape[0] < 2 or not mask.any():
+        return 0.0
+    return float(np.abs(np.diff(p, axis=0))[:, mask].mean())
+
+
+# -- mouth opening ----------------------------------------------------------------------------
+def mouth_geometry(track: PoseTrack) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (mouth centre px [T, 2], head radius px [T], facing [T] bool), from the track's face
+    joints (module docstring). Frames without a head are not facing."""
+    if track.head_center is None or track.head_radius is None:
+        raise ValueError("track has no head_center / head_radius; the mouth measure needs a "
+                         "synthetic ground-truth track (synthetic.make_clip)")
+    local = np.stack([FACE_POINTS[n] for n in _FACE_JOINTS])  # [5, 3]
+    pts = track.body_2d[:, [J[n] for n in _FACE_JOINTS]].astype(np.float64)  # [T, 5, 2]
+    center = track.head_center.astype(np.float64)  # [T, 2]
+    radius = track.head_radius.astype(np.float64)  # [T]
+    safe_r = np.where(radius > 0, radius, 1.0)
+    rel = (pts - center[:, None]) / safe_r[:, None, None]  # [T, 5, 2]
+    # Affine fit: the joints are perspective projections, the painted head is orthographic
+    # around its own centre, so a small shift is fitted along with the 2x3 map.
+    design = np.concatenate([local, np.ones((len(local), 1))], axis=1)  # [5, 4]
+    coef = np.einsum("ij,tjk->tki", np.linalg.pinv(design), rel)  # [T, 2, 4]
+    rows, shift = coef[..., :3], coef[..., 3]  # [T, 2, 3]: image x, y rows of the rotation
+    mouth = FACE_POINTS["mouth"]
+    pos = center + safe_r[:, None] * (rows @ mouth + shift)  # [T, 2]
+    z_row = np.cross(rows[:, 0], rows[:, 1])
+    z_row /= np.maximum(np.linalg.norm(z_row, axis=-1, keepdims=True), 1e-9)
+    conf = track.head_conf if track.head_conf is not None else np.ones(len(radius))
+    facing = (z_row @ mouth < MOUTH_FACING) & (radius > 0) & (conf > 0)
+    return pos, radius, facing
+
+
+def mouth_darkness(frames, track: PoseTrack) -> np.ndarray:
+    """[T] mean colour distance between the square around each frame's mouth and the skin
+    around it (median colour of the upper half of a ring from 0.4 to 0.6 head radii around the mouth); NaN where
+    the mouth does not face the camera. The open mouth's dark inner colour and wider lips raise
+    it. Frames may be at another size than the track (positions are rescaled)."""
+    v = _video(frames, "frames")
+    if v.shape[0] != track.num_frames:
+        raise ValueError(f"frames has {v.shape[0]} frames but the track {track.num_frames}")
+    h, w = v.shape[1:3]
+    sy, sx = h / track.image_size[0], w / track.image_size[1]
+    pos, radius, facing = mouth_geometry(track)
+    inner = np.linspace(-MOUTH_HALF_SIDE, MOUTH_HALF_SIDE, MOUTH_GRID)
+    gx, gy = np.meshgrid(inner, inner)
+    angles = np.linspace(-np.pi, 0, 13)  # the upper half: below the mouth is the chin's edge
+    ring_r = np.array([0.4, 0.5, 0.6])[:, None]
+    rx, ry = (ring_r * np.cos(angles)).ravel(), (ring_r * np.sin(angles)).ravel()
+    out = np.full(v.shape[0], np.nan)
+    for i in np.flatnonzero(facing):
+        r = radius[i] * math.sqrt(sx * sy)
+        cx, cy = pos[i, 0] * sx, pos[i, 1] * sy
+        skin = np.median(_bilinear(v[i], cx + r * rx, cy + r * ry), axis=0)  # [3]
+        mouth = _bilinear(v[i], cx + r * gx.ravel(), cy + r * gy.ravel())  # [N, 3]
+        out[i] = np.linalg.norm(mouth - skin, axis=-1).mean()
+    return out
+
+
+def _bilinear(img: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """img [H, W, C] sampled at float pixel positions xs, ys [N] (clamped to the image)."""
+    h, w = img.shape[:2]
+    xs, ys = np.clip(xs, 0, w - 1), np.clip(ys, 0, h - 1)
+    x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (xs - x0)[:, None], (ys - y0)[:, None]
+    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
+    bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def mouth_calibration(measure: np.ndarray, mouth_open: np.ndarray,
+                      min_frames: int = 3) -> tuple[float, float] | None:
+    """Least-squares line (slope, intercept): measure -> mouth_open over the frames with a
+    measure, or None when too few frames or no variation make it meaningless."""
+    measure, mouth_open = np.asarray(measure, np.float64), np.asarray(mouth_open, np.float64)
+    ok = np.isfinite(measure)
+    if ok.sum() < min_frames or np.ptp(measure[ok]) < 1e-6 or np.ptp(mouth_open[ok]) < 0.05:
+        return None
+    slope, intercept = np.polyfit(measure[ok], mouth_open[ok], 1)
+    return float(slope), float(intercept)
+
+
+def mouth_error(measure: np.ndarray, mouth_open: np.ndarray,
+                calibration: tuple[float, float]) -> float:
+    """Mean |clip(slope * measure + intercept, 0, 1) - mouth_open| over frames with a measure."""
+    measure, mouth_open = np.asarray(measure, np.float64), np.asarray(mouth_open, np.float64)
+    ok = np.isfinite(measure)
+    if not ok.any():
+        return math.nan
+    pred = np.clip(calibration[0] * measure[ok] + calibration[1], 0.0, 1.0)
+    return float(np.abs(pred - mouth_open[ok]).mean())
+
+
+def constant_mouth_error(value: float, mouth_open: np.ndarray, measure: np.ndarray) -> float:
+    """The closed-mouth baseline: predicting ``value`` (the reference's mouth_open) for every
+    frame, over the same frames mouth_error uses (those with a measure)."""
+    ok = np.isfinite(np.asarray(measure, np.float64))
+    if not ok.any():
+        return math.nan
+    return float(np.abs(float(value) - np.asarray(mouth_open, np.float64)[ok]).mean())

@@ -1,0 +1,235 @@
+"""Self-reenactment evaluation of a model on held-out synthetic clips.
+
+For clip i (character seed ``base_seed + i``; training draws its characters from a 63-bit hash,
+so seeds from 10_000_000 on are held out in practice):
+
+* ground truth: ``make_clip(seed, frames, model frame size)`` at 25 fps, with its speech audio;
+* reference: the same character in an independent pose, ``render_reference(seed, size,
+  pose_seed=i + 1)``;
+* driver: the clip's own guidance maps and face crops rendered by the training dataset's
+  functions (train.datasets.guidance_maps / head_box_crops), so evaluation sees what training
+  saw; face tokens from the face-motion encoder on the crops ("video"-driven) and, separately,
+  from the audio-to-motion encoder on the clip's audio ("audio"-driven);
+* generation: pipeline.generate with the given steps / CFG scales and seed ``seed + i``.
+
+Baselines computed in the same run, scored with the same metrics:
+
+* ``copy_reference``: every frame is the reference image;
+* ``mean_frame``: every frame is the per-pixel mean over all frames of ``mean_clips`` OTHER
+  synthetic clips (seeds ``mean_seed + j``), an estimate of the mean training frame;
+* ``closed_mouth``: the mouth-error baseline predicting the reference's ``mouth_open`` (a
+  constant, nearly closed) for every frame;
+* ``vae_psnr``: PSNR of the model's VAE reconstruction (posterior mean, encode then decode) of
+  the ground truth, the ceiling any latent generator can reach.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from ..model.bundle import DreamActorModel
+from ..model.motion_tokens import encode_audio, encode_face_crops
+from ..model.pipeline import generate
+from ..synthetic.clip import SyntheticClip, make_clip, render_reference
+from ..train.datasets import guidance_maps, head_box_crops
+from . import metrics
+
+FPS = 25.0
+MODEL_VARIANTS = ("video", "audio")
+BASELINES = ("copy_reference", "mean_frame")
+
+
+@dataclass
+class EvalSettings:
+    clips: int = 4
+    frames: int = 17
+    steps: int = 20
+    ref_scale: float = 2.5
+    motion_scale: float = 2.5
+    solver: str = "euler"
+    shift: float = 3.0
+    seed: int = 0
+    base_seed: int = 10_000_000
+    mean_clips: int = 8
+    mean_seed: int = 20_000_000
+    mean_frames: int = 5
+    moving_threshold: float = 0.1
+    static_threshold: float = 0.02
+
+    def check(self, temporal_factor: int) -> None:
+        for name in ("clips", "frames", "steps", "mean_clips", "mean_frames"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if (self.frames - 1) % temporal_factor:
+            raise ValueError(f"frames={self.frames}: the model's VAE needs {temporal_factor}*k+1 "
+                             f"frames (e.g. {temporal_factor + 1} or {4 * temporal_factor + 1})")
+
+
+@dataclass
+class ClipResult:
+    seed: int
+    reference: np.ndarray  # [H, W, 3] float 0..1
+    guidance: np.ndarray  # [T, H, W, 6] float 0..1
+    truth: np.ndarray  # [T, H, W, 3] float 0..1
+    videos: dict[str, np.ndarray]  # variant -> [T, H, W, 3] float 0..1
+    scores: dict[str, dict[str, float]]  # variant -> metric -> value
+    vae_psnr: float
+    mouth_floor: float  # calibrated mouth measure on the ground truth itself
+    closed_mouth_error: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _float(frames: np.ndarray) -> np.ndarray:
+    return frames.astype(np.float32) / 255.0
+
+
+def mean_frame(size: tuple[int, int], settings: EvalSettings) -> np.ndarray:
+    """[H, W, 3] float: per-pixel mean over every frame of the ``mean_clips`` other clips."""
+    total = np.zeros((*size, 3), np.float64)
+    for j in range(settings.mean_clips):
+        clip = make_clip(settings.mean_seed + j, settings.mean_frames, size, FPS, with_audio=False)
+        total += _float(clip.frames).mean(axis=0)
+    return (total / settings.mean_clips).astype(np.float32)
+
+
+@torch.no_grad()
+def vae_reconstruction(model: DreamActorModel, truth: np.ndarray) -> np.ndarray:
+    """[T, H, W, 3] 0..1 -> the VAE's encode (posterior mean) / decode of it, same shape."""
+    video = torch.from_numpy(truth).to(model.device, model.dtype)
+    video = video.permute(3, 0, 1, 2)[None] * 2 - 1  # [1, 3, T, H, W]
+    recon = model.vae.decode(model.vae.encode(video))  # [1, 3, T, H, W]
+    return ((recon[0].float().permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1).cpu().numpy()
+
+
+def score(video: np.ndarray, truth: np.ndarray, clip: SyntheticClip,
+          calibration: tuple[float, float] | None, settings: EvalSettings) -> dict[str, float]:
+    mouth = math.nan
+    if calibration is not None:
+        measure = metrics.mouth_darkness(video, clip.track)
+        mouth = metrics.mouth_error(measure, clip.face["mouth_open"], calibration)
+    return {"psnr": metrics.psnr(video, truth), "ssim": metrics.ssim(video, truth),
+            "moving_psnr": metrics.moving_psnr(video, truth, settings.moving_threshold),
+            "flicker": metrics.flicker(video, truth, settings.static_threshold),
+            "mouth_error": mouth}
+
+
+def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
+                  mean: np.ndarray) -> ClipResult:
+    import time
+
+    cfg = model.config
+    size = (cfg.frame_height, cfg.frame_width)
+    seed = settings.base_seed + index
+    clip = make_clip(seed, settings.frames, size, FPS, with_audio=True)
+    ref = render_reference(seed, size, pose_seed=index + 1)
+    truth = _float(clip.frames)
+    reference = _float(ref.frames[0])
+    guidance = guidance_maps(clip.track, size).astype(np.float32) / 255.0
+    crops, face_mask = head_box_crops(clip.frames, clip.track, model.face_config.image_size)
+    crops_t = torch.from_numpy(crops).float() / 255.0
+    motions = {"video": encode_face_crops(model, crops_t, FPS, torch.from_numpy(face_mask)),
+               "audio": encode_audio(model, clip.audio, settings.frames, FPS)}
+
+    videos, timings = {}, {}
+    for name in MODEL_VARIANTS:
+        start = time.perf_counter()
+        result = generate(model, torch.from_numpy(reference), torch.from_numpy(guidance),
+                          motions[name].tokens, steps=settings.steps, solver=settings.solver,
+                          shift=settings.shift, ref_scale=settings.ref_scale,
+                          motion_scale=settings.motion_scale, seed=settings.seed + index,
+                          face_mask=motions[name].mask)
+        videos[name] = result.frames.numpy()
+        timings[f"generate_{name}_s"] = time.perf_counter() - start
+    t = settings.frames
+    videos["copy_reference"] = np.broadcast_to(reference, truth.shape).copy()
+    videos["mean_frame"] = np.broadcast_to(mean, truth.shape).copy()
+
+    truth_measure = metrics.mouth_darkness(truth, clip.track)
+    calibration = metrics.mouth_calibration(truth_measure, clip.face["mouth_open"])
+    floor = closed = math.nan
+    if calibration is not None:
+        floor = metrics.mouth_error(truth_measure, clip.face["mouth_open"], calibration)
+        closed = metrics.constant_mouth_error(float(ref.face["mouth_open"][0]),
+                                              clip.face["mouth_open"], truth_measure)
+    scores = {name: score(v[:t], truth, clip, calibration, settings) for name, v in videos.items()}
+    vae = metrics.psnr(vae_reconstruction(model, truth), truth)
+    return ClipResult(seed=seed, reference=reference, guidance=guidance, truth=truth,
+                      videos=videos, scores=scores, vae_psnr=vae, mouth_floor=floor,
+                      closed_mouth_error=closed, timings=timings)
+
+
+def _mean(values) -> float | None:
+    """Mean of the finite values; inf if any is inf (identical videos); None if none."""
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return None
+    if any(math.isinf(v) for v in values):
+        return math.inf
+    return float(np.mean(values))
+
+
+def summarise(results: list[ClipResult], settings: EvalSettings) -> dict:
+    """Per-variant means over clips, the bars of the issue and whether each is met."""
+    variants = {}
+    for name in (*MODEL_VARIANTS, *BASELINES):
+        variants[name] = {key: _mean([r.scores[name][key] for r in results])
+                          for key in ("psnr", "ssim", "moving_psnr", "flicker", "mouth_error")}
+    summary = {
+        **variants["video"],
+        "audio": variants["audio"],
+        "baselines": {**{b: variants[b] for b in BASELINES},
+                      "closed_mouth": {"mouth_error": _mean([r.closed_mouth_error
+                                                             for r in results])}},
+        "vae_psnr": _mean([r.vae_psnr for r in results]),
+        "mouth_floor": _mean([r.mouth_floor for r in results]),
+        "mouth_clips": sum(not math.isnan(r.closed_mouth_error) for r in results),
+        "settings": asdict(settings),
+        "clip_seeds": [r.seed for r in results],
+    }
+    summary["bars"], summary["meets"] = bars(summary)
+    return summary
+
+
+def bars(summary: dict) -> tuple[dict, dict]:
+    """The issue's acceptance bars (thresholds) and a bool per bar (False when unmeasured)."""
+    copy = summary["baselines"]["copy_reference"]
+    closed = summary["baselines"]["closed_mouth"]["mouth_error"]
+
+    def plus(value, delta):
+        return None if value is None else value + delta
+
+    thresholds = {
+        "vae_psnr": (">=", 30.0, summary["vae_psnr"]),
+        "psnr": (">=", plus(copy["psnr"], 7.0), summary["psnr"]),
+        "ssim": (">=", 0.85, summary["ssim"]),
+        "moving_psnr": (">=", plus(copy["moving_psnr"], 8.0), summary["moving_psnr"]),
+        "flicker": ("<=", 0.01, summary["flicker"]),
+        "audio_mouth_error": ("<=", None if closed is None else closed / 2,
+                              summary["audio"]["mouth_error"]),
+    }
+    meets = {}
+    for name, (op, bar, value) in thresholds.items():
+        if bar is None or value is None:
+            meets[name] = False
+        else:
+            meets[name] = bool(value >= bar if op == ">=" else value <= bar)
+    return {name: {"op": op, "value": bar} for name, (op, bar, _) in thresholds.items()}, meets
+
+
+def evaluate(model: DreamActorModel, settings: EvalSettings,
+             progress=None) -> tuple[dict, list[ClipResult]]:
+    """Runs every clip; returns (summary dict, per-clip results). ``progress(i, n)`` after each."""
+    settings.check(model.config.vae.temporal_factor)
+    size = (model.config.frame_height, model.config.frame_width)
+    mean = mean_frame(size, settings)
+    results = []
+    for i in range(settings.clips):
+        results.append(evaluate_clip(model, i, settings, mean))
+        if progress is not None:
+            progress(i + 1, settings.clips)
+    return summarise(results, settings), results
