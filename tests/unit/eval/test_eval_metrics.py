@@ -1,0 +1,140 @@
+"""Metric correctness on constructed videos and on rendered synthetic heads."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from dreamactor_core.eval import metrics
+from dreamactor_core.synthetic.character import STREAM_REFERENCE, rng_for, sample_character
+from dreamactor_core.synthetic.clip import make_clip, render_motion
+from dreamactor_core.synthetic.motion import sample_motion
+from dreamactor_core.synthetic.render import FaceParams
+
+torch.set_num_threads(1)
+
+
+def _video(seed=0, t=4, h=24, w=24):
+    return np.random.default_rng(seed).uniform(0, 1, (t, h, w, 3))
+
+
+def test_psnr_identical_is_inf_and_known_noise_gives_known_value():
+    v = _video()
+    assert metrics.psnr(v, v) == math.inf
+    # A constant offset of 0.1 everywhere: MSE = 0.01 -> exactly 20 dB.
+    base = np.full((3, 16, 16, 3), 0.5)
+    assert metrics.psnr(base + 0.1, base) == pytest.approx(20.0, abs=1e-9)
+    # Gaussian noise of sigma 0.05: MSE ~ 0.0025 -> ~26.02 dB.
+    noise = np.random.default_rng(1).normal(0, 0.05, base.shape)
+    assert metrics.psnr(base + noise, base) == pytest.approx(26.02, abs=0.15)
+
+
+def test_psnr_mask_restricts_pixels_and_rejects_bad_input():
+    truth = np.zeros((2, 8, 8, 3))
+    pred = truth.copy()
+    pred[:, :4] = 0.1  # error only in the top half
+    top = np.zeros((8, 8), bool)
+    top[:4] = True
+    assert metrics.psnr(pred, truth, top) == pytest.approx(20.0)
+    assert metrics.psnr(pred, truth, ~top) == math.inf
+    assert math.isnan(metrics.psnr(pred, truth, np.zeros((8, 8), bool)))
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.psnr(pred, truth[:1])
+    with pytest.raises(ValueError, match="mask"):
+        metrics.psnr(pred, truth, np.ones((4, 4), bool))
+    with pytest.raises(ValueError, match=r"\[T, H, W, 3\]"):
+        metrics.psnr(pred[..., 0], truth[..., 0])
+
+
+def test_ssim_identical_is_one_and_matches_skimage():
+    v = _video(2, t=2, h=32, w=32)
+    assert metrics.ssim(v, v) == pytest.approx(1.0, abs=1e-6)
+    noisy = np.clip(v + np.random.default_rng(3).normal(0, 0.1, v.shape), 0, 1)
+    want = np.mean([structural_similarity(noisy[i], v[i], gaussian_weights=True, sigma=1.5,
+                                          use_sample_covariance=False, data_range=1.0,
+                                          channel_axis=-1) for i in range(len(v))])
+    assert metrics.ssim(noisy, v) == pytest.approx(want, abs=2e-4)
+    assert metrics.ssim(noisy, v) < 0.99
+    with pytest.raises(ValueError, match="at least 11x11"):
+        metrics.ssim(v[:, :8, :8], v[:, :8, :8])
+
+
+def _moving_square(t=6, size=32, flicker=0.0):
+    """Grey background; a white 6x6 square moving right 3 px per frame."""
+    v = np.full((t, size, size, 3), 0.4)
+    for i in range(t):
+        v[i, 10:16, 3 + 3 * i:9 + 3 * i] = 1.0
+    if flicker:
+        v[1::2] += flicker  # whole-frame brightness pumping on odd frames
+    return v
+
+
+def test_moving_mask_is_the_squares_path_and_flicker_sees_only_static_pixels():
+    truth = _moving_square()
+    mask = metrics.moving_mask(truth)
+    want = np.zeros((32, 32), bool)
+    want[10:16, 3:9 + 15] = True
+    np.testing.assert_array_equal(mask, want)
+    np.testing.assert_array_equal(metrics.static_mask(truth), ~want)
+    # A perfect copy has no flicker; the moving square itself does not count as flicker.
+    assert metrics.flicker(truth, truth) == 0.0
+    assert metrics.flicker(_moving_square(flicker=0.05), truth) == pytest.approx(0.05)
+    # Moving-pixel PSNR: errors outside the square's path do not affect it.
+    pred = truth.copy()
+    pred[:, :5] = 0.0
+    assert metrics.moving_psnr(pred, truth) == math.inf
+    assert metrics.psnr(pred, truth) < 20
+
+
+def _facing_head(size=96):
+    """A character in a reference pose whose mouth faces the camera, rendered at mouth_open
+    0, 0.25, ..., 1 (everything else fixed)."""
+    for seed in range(50):
+        spec = sample_character(seed)
+        motion = sample_motion(rng_for(seed, STREAM_REFERENCE, 0), 1, 25.0)
+        opens = np.linspace(0, 1, 5).astype(np.float32)
+        frames = []
+        track = None
+        for value in opens:
+            face = FaceParams(blink=np.zeros(1, np.float32), mouth_open=np.array([value]),
+                              mouth_width=np.array([0.5], np.float32))
+            f, _, track, _ = render_motion(spec, motion, face, (size, size))
+            frames.append(f[0])
+        _, _, facing = metrics.mouth_geometry(track)
+        if facing[0]:
+            return np.stack(frames) / 255.0, track, opens
+    raise AssertionError("no facing reference pose among 50 characters")
+
+
+def test_mouth_measure_increases_with_mouth_open_on_rendered_frames():
+    frames, track, opens = _facing_head()
+    tracks = [track] * len(opens)
+    measure = np.array([metrics.mouth_darkness(f[None], t)[0] for f, t in zip(frames, tracks)])
+    assert np.all(np.isfinite(measure))
+    assert np.all(np.diff(measure) > 0), measure
+    # Calibrated on these frames, the measure predicts mouth_open closely.
+    calibration = metrics.mouth_calibration(measure, opens)
+    assert calibration is not None and calibration[0] > 0
+    assert metrics.mouth_error(measure, opens, calibration) < 0.08
+    # A closed-mouth prediction is far worse.
+    assert metrics.constant_mouth_error(0.0, opens, measure) == pytest.approx(0.5)
+
+
+def test_mouth_geometry_on_a_clip_and_calibration_edge_cases():
+    clip = make_clip(10_000_001, 9, (64, 64), with_audio=False)
+    pos, radius, facing = metrics.mouth_geometry(clip.track)
+    assert pos.shape == (9, 2) and radius.shape == (9,) and facing.dtype == bool
+    # The mouth lies below the head centre, within one head radius of it.
+    offset = pos - clip.track.head_center
+    dist = np.linalg.norm(offset, axis=-1)
+    assert np.all(dist[facing] < radius[facing]) and np.all(offset[facing, 1] > 0)
+    measure = metrics.mouth_darkness(clip.frames / 255.0, clip.track)
+    assert np.isnan(measure[~facing]).all() and np.isfinite(measure[facing]).all()
+    with pytest.raises(ValueError, match="frames"):
+        metrics.mouth_darkness(clip.frames[:3] / 255.0, clip.track)
+    # No variation in mouth_open -> no calibration; no measured frame -> NaN error.
+    assert metrics.mouth_calibration(np.arange(5.0), np.zeros(5)) is None
+    assert metrics.mouth_calibration(np.array([1.0, np.nan, np.nan]), np.arange(3.0)) is None
+    assert math.isnan(metrics.mouth_error(np.full(3, np.nan), np.zeros(3), (1.0, 0.0)))
