@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import sys
 
 log = logging.getLogger("ComfyUI-DreamActor")
 
@@ -25,7 +26,16 @@ NODE_MODULES: dict[str, tuple[str, ...]] = {
 
 
 def missing_dependencies(requires: tuple[str, ...]) -> list[str]:
-    return [name for name in requires if importlib.util.find_spec(name) is None]
+    return [name for name in requires if not _importable(name)]
+
+
+def _importable(name: str) -> bool:
+    if name in sys.modules:
+        return sys.modules[name] is not None  # None marks a module known to be absent
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def load_node_classes(package: str, modules: dict[str, tuple[str, ...]] | None = None) -> list[type]:

@@ -32,7 +32,7 @@ def free_port() -> int:
 
 class ComfyServer:
     def __init__(self, workdir: pathlib.Path, python: str = sys.executable, extra_args=(),
-                 output_dir: pathlib.Path | None = None):
+                 output_dir: pathlib.Path | None = None, env: dict | None = None):
         if not (COMFY_DIR / "main.py").is_file():
             raise RuntimeError(f"ComfyUI is not installed in {COMFY_DIR}: run `bash scripts/setup.sh` first")
         if not (COMFY_DIR / "custom_nodes" / PACK_LINK).exists():
@@ -51,6 +51,7 @@ class ComfyServer:
         self.log_path = self.workdir / "comfyui.log"
         self.python = python
         self.extra_args = list(extra_args)
+        self.env = dict(env or {})
         self.proc: subprocess.Popen | None = None
         # A models/dreamactor folder of this server's own, for test model files.
         self.models_dir = self.workdir / "models" / "dreamactor"
@@ -65,7 +66,7 @@ class ComfyServer:
                "--user-directory", str(self.user_dir), "--temp-directory", str(self.workdir / "temp"),
                "--database-url", "sqlite:///:memory:", "--disable-api-nodes",
                "--extra-model-paths-config", str(self.extra_paths), *self.extra_args]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, cwd=COMFY_DIR, stdout=self._log, stderr=subprocess.STDOUT,
                                      env=env, start_new_session=True)

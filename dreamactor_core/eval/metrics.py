@@ -16,14 +16,17 @@ float32 torch for SSIM).
 * ``flicker``: mean absolute frame-to-frame change of the GENERATED video over the pixels whose
   ground-truth range is at most ``static_threshold`` (static in the truth, so any change there
   is flicker).
-* Mouth opening (synthetic clips only: it needs the exact track). ``mouth_darkness`` locates the
-  mouth in every frame from the track's head geometry (below) and measures 1 - mean luma over a
-  bilinear-sampled square of side 0.6 head radii around it: the open mouth's dark inner colour
-  raises it. The raw value depends on skin colour and shading, so ``mouth_calibration`` fits,
-  per clip, a line measure -> ground-truth ``mouth_open`` on the GROUND-TRUTH frames;
-  ``mouth_error`` applies that line to another video's measure and returns the mean absolute
-  difference from the ground-truth ``mouth_open`` over frames where the mouth faces the camera.
-  The same error on the ground-truth frames themselves is the measure's floor.
+* Mouth opening (synthetic clips only: it needs the exact track and the renderer).
+  ``mouth_darkness`` locates the mouth in every frame from the track's head geometry (below)
+  and measures how much darker than the surrounding skin a square around it is; the open
+  mouth's dark inside and wider lips raise it. The raw value also depends on skin colour, head
+  turn and shading, so it is calibrated PER FRAME: the caller renders the same clip (same
+  character, pose, camera, blink, mouth width) with mouth_open = each of ``MOUTH_LEVELS`` and
+  measures those renders, giving a curve opening -> measure for every frame. ``mouth_opening``
+  inverts a video's measure through that curve to a predicted mouth_open; ``mouth_error`` is
+  the mean |predicted - ground-truth mouth_open| over the readable frames (mouth facing the
+  camera, curve spanning at least ``MIN_CURVE_SPAN``). On the ground-truth frames themselves
+  this gives the measure's floor (not 0: at 64 px the mouth is about two pixels tall).
 
 Mouth location: the synthetic head is a sphere whose face points (nose, eyes, ears, mouth) sit at
 fixed head-local positions (synthetic.kinematics.FACE_POINTS). The track holds the 2-D nose, eye
@@ -48,6 +51,8 @@ _FACE_JOINTS = ("nose", "r_eye", "l_eye", "r_ear", "l_ear")
 MOUTH_HALF_SIDE = 0.3  # half side of the measured square, in head radii
 MOUTH_GRID = 9  # samples per side of that square
 MOUTH_FACING = -0.5  # mouth normal's camera-z below this: facing the camera
+MOUTH_LEVELS = np.linspace(0.0, 1.0, 6)  # mouth_open values of the calibration renders
+MIN_CURVE_SPAN = 0.02  # calibration curves flatter than this: mouth unreadable in that frame
 
 
 def _video(x, name: str) -> np.ndarray:
@@ -165,10 +170,11 @@ def mouth_geometry(track: PoseTrack) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def mouth_darkness(frames, track: PoseTrack) -> np.ndarray:
-    """[T] mean colour distance between the square around each frame's mouth and the skin
-    around it (median colour of the upper half of a ring from 0.4 to 0.6 head radii around the mouth); NaN where
-    the mouth does not face the camera. The open mouth's dark inner colour and wider lips raise
-    it. Frames may be at another size than the track (positions are rescaled)."""
+    """[T] how much darker than the surrounding skin the square around each frame's mouth is:
+    mean over the square of max(skin luma - luma, 0) / skin luma, the skin luma being the median
+    over the upper half of a ring 0.4..0.6 head radii around the mouth (below it lies the chin's
+    edge). NaN where the mouth does not face the camera. The open mouth's dark inside and wider
+    lips raise it. Frames may be at another size than the track (positions are rescaled)."""
     v = _video(frames, "frames")
     if v.shape[0] != track.num_frames:
         raise ValueError(f"frames has {v.shape[0]} frames but the track {track.num_frames}")
@@ -180,55 +186,57 @@ def mouth_darkness(frames, track: PoseTrack) -> np.ndarray:
     angles = np.linspace(-np.pi, 0, 13)  # the upper half: below the mouth is the chin's edge
     ring_r = np.array([0.4, 0.5, 0.6])[:, None]
     rx, ry = (ring_r * np.cos(angles)).ravel(), (ring_r * np.sin(angles)).ravel()
+    luma = v @ np.array([0.299, 0.587, 0.114])  # [T, H, W]
     out = np.full(v.shape[0], np.nan)
     for i in np.flatnonzero(facing):
         r = radius[i] * math.sqrt(sx * sy)
         cx, cy = pos[i, 0] * sx, pos[i, 1] * sy
-        skin = np.median(_bilinear(v[i], cx + r * rx, cy + r * ry), axis=0)  # [3]
-        mouth = _bilinear(v[i], cx + r * gx.ravel(), cy + r * gy.ravel())  # [N, 3]
-        out[i] = np.linalg.norm(mouth - skin, axis=-1).mean()
+        skin = np.median(_bilinear(luma[i], cx + r * rx, cy + r * ry))
+        mouth = _bilinear(luma[i], cx + r * gx.ravel(), cy + r * gy.ravel())  # [N]
+        out[i] = np.maximum(skin - mouth, 0.0).mean() / max(skin, 0.05)
     return out
 
 
 def _bilinear(img: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """img [H, W, C] sampled at float pixel positions xs, ys [N] (clamped to the image)."""
+    """img [H, W] or [H, W, C] sampled at float pixel positions xs, ys [N] (clamped to the image)."""
     h, w = img.shape[:2]
     xs, ys = np.clip(xs, 0, w - 1), np.clip(ys, 0, h - 1)
     x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
     x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = (xs - x0)[:, None], (ys - y0)[:, None]
+    fx, fy = xs - x0, ys - y0
+    if img.ndim == 3:
+        fx, fy = fx[:, None], fy[:, None]
     top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
     bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
     return top * (1 - fy) + bottom * fy
 
 
-def mouth_calibration(measure: np.ndarray, mouth_open: np.ndarray,
-                      min_frames: int = 3) -> tuple[float, float] | None:
-    """Least-squares line (slope, intercept): measure -> mouth_open over the frames with a
-    measure, or None when too few frames or no variation make it meaningless."""
-    measure, mouth_open = np.asarray(measure, np.float64), np.asarray(mouth_open, np.float64)
-    ok = np.isfinite(measure)
-    if ok.sum() < min_frames or np.ptp(measure[ok]) < 1e-6 or np.ptp(mouth_open[ok]) < 0.05:
-        return None
-    slope, intercept = np.polyfit(measure[ok], mouth_open[ok], 1)
-    return float(slope), float(intercept)
+def mouth_opening(measure: np.ndarray, curves: np.ndarray, levels=MOUTH_LEVELS,
+                  min_span: float = MIN_CURVE_SPAN) -> np.ndarray:
+    """Per-frame inversion of the measure: measure [T] with curves [T, K] (the measure of the
+    same frame rendered with mouth_open = levels[k]) -> predicted mouth_open [T] in 0..1: the
+    opening on a 0.01 grid whose piecewise-linear interpolated curve value is nearest. NaN where
+    the measure or a curve value is missing or the curve spans less than ``min_span`` (mouth
+    too small or turned away to be read)."""
+    measure = np.asarray(measure, np.float64)
+    curves = np.asarray(curves, np.float64)
+    levels = np.asarray(levels, np.float64)
+    if curves.shape != (len(measure), len(levels)):
+        raise ValueError(f"curves must be [T, K] = {(len(measure), len(levels))}, got "
+                         f"{curves.shape}")
+    fine = np.linspace(levels[0], levels[-1], 101)
+    out = np.full(len(measure), np.nan)
+    ok = np.isfinite(measure) & np.isfinite(curves).all(axis=1)
+    ok &= np.where(ok, np.ptp(np.nan_to_num(curves), axis=1), 0.0) >= min_span
+    for i in np.flatnonzero(ok):
+        out[i] = fine[np.argmin(np.abs(np.interp(fine, levels, curves[i]) - measure[i]))]
+    return out
 
 
-def mouth_error(measure: np.ndarray, mouth_open: np.ndarray,
-                calibration: tuple[float, float]) -> float:
-    """Mean |clip(slope * measure + intercept, 0, 1) - mouth_open| over frames with a measure."""
-    measure, mouth_open = np.asarray(measure, np.float64), np.asarray(mouth_open, np.float64)
-    ok = np.isfinite(measure)
+def mouth_error(predicted: np.ndarray, mouth_open: np.ndarray) -> float:
+    """Mean |predicted - mouth_open| over the frames with a prediction (NaN if none)."""
+    predicted, mouth_open = np.asarray(predicted, np.float64), np.asarray(mouth_open, np.float64)
+    ok = np.isfinite(predicted)
     if not ok.any():
         return math.nan
-    pred = np.clip(calibration[0] * measure[ok] + calibration[1], 0.0, 1.0)
-    return float(np.abs(pred - mouth_open[ok]).mean())
-
-
-def constant_mouth_error(value: float, mouth_open: np.ndarray, measure: np.ndarray) -> float:
-    """The closed-mouth baseline: predicting ``value`` (the reference's mouth_open) for every
-    frame, over the same frames mouth_error uses (those with a measure)."""
-    ok = np.isfinite(np.asarray(measure, np.float64))
-    if not ok.any():
-        return math.nan
-    return float(np.abs(float(value) - np.asarray(mouth_open, np.float64)[ok]).mean())
+    return float(np.abs(predicted[ok] - mouth_open[ok]).mean())

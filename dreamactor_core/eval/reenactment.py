@@ -18,7 +18,9 @@ Baselines computed in the same run, scored with the same metrics:
 * ``mean_frame``: every frame is the per-pixel mean over all frames of ``mean_clips`` OTHER
   synthetic clips (seeds ``mean_seed + j``), an estimate of the mean training frame;
 * ``closed_mouth``: the mouth-error baseline predicting the reference's ``mouth_open`` (a
-  constant, nearly closed) for every frame;
+  constant, nearly closed) for every frame the measure can read;
+* ``mouth_floor``: the mouth error of the ground-truth frames themselves (the measure's noise;
+  see metrics.py for the per-frame calibration renders);
 * ``vae_psnr``: PSNR of the model's VAE reconstruction (posterior mean, encode then decode) of
   the ground truth, the ceiling any latent generator can reach.
 """
@@ -34,7 +36,10 @@ import torch
 from ..model.bundle import DreamActorModel
 from ..model.motion_tokens import encode_audio, encode_face_crops
 from ..model.pipeline import generate
-from ..synthetic.clip import SyntheticClip, make_clip, render_reference
+from ..synthetic.character import STREAM_MOTION, rng_for, sample_character
+from ..synthetic.clip import SyntheticClip, make_clip, render_motion, render_reference
+from ..synthetic.motion import sample_motion
+from ..synthetic.render import FaceParams
 from ..train.datasets import guidance_maps, head_box_crops
 from . import metrics
 
@@ -106,16 +111,32 @@ def vae_reconstruction(model: DreamActorModel, truth: np.ndarray) -> np.ndarray:
     return ((recon[0].float().permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1).cpu().numpy()
 
 
-def score(video: np.ndarray, truth: np.ndarray, clip: SyntheticClip,
-          calibration: tuple[float, float] | None, settings: EvalSettings) -> dict[str, float]:
-    mouth = math.nan
-    if calibration is not None:
-        measure = metrics.mouth_darkness(video, clip.track)
-        mouth = metrics.mouth_error(measure, clip.face["mouth_open"], calibration)
+def mouth_curves(clip: SyntheticClip, seed: int, levels=metrics.MOUTH_LEVELS) -> np.ndarray:
+    """[T, K] the mouth measure of every frame of ``clip`` re-rendered with mouth_open =
+    levels[k] (all else equal): the per-frame calibration of metrics.mouth_opening.
+
+    Rebuilds the clip's motion the way make_clip draws it (same seed and stream); the test
+    suite checks that re-rendering with the clip's own face parameters reproduces its frames.
+    """
+    spec = sample_character(seed)
+    motion = sample_motion(rng_for(seed, STREAM_MOTION), clip.num_frames, clip.fps)
+    size = tuple(clip.frames.shape[1:3])
+    curves = []
+    for level in levels:
+        face = FaceParams(blink=clip.face["blink"], mouth_width=clip.face["mouth_width"],
+                          mouth_open=np.full(clip.num_frames, level, np.float32))
+        frames = render_motion(spec, motion, face, size, clip.fps)[0]
+        curves.append(metrics.mouth_darkness(_float(frames), clip.track))
+    return np.stack(curves, axis=1)
+
+
+def score(video: np.ndarray, truth: np.ndarray, clip: SyntheticClip, curves: np.ndarray,
+          settings: EvalSettings) -> dict[str, float]:
+    opening = metrics.mouth_opening(metrics.mouth_darkness(video, clip.track), curves)
     return {"psnr": metrics.psnr(video, truth), "ssim": metrics.ssim(video, truth),
             "moving_psnr": metrics.moving_psnr(video, truth, settings.moving_threshold),
             "flicker": metrics.flicker(video, truth, settings.static_threshold),
-            "mouth_error": mouth}
+            "mouth_error": metrics.mouth_error(opening, clip.face["mouth_open"])}
 
 
 def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
@@ -149,14 +170,13 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
     videos["copy_reference"] = np.broadcast_to(reference, truth.shape).copy()
     videos["mean_frame"] = np.broadcast_to(mean, truth.shape).copy()
 
-    truth_measure = metrics.mouth_darkness(truth, clip.track)
-    calibration = metrics.mouth_calibration(truth_measure, clip.face["mouth_open"])
-    floor = closed = math.nan
-    if calibration is not None:
-        floor = metrics.mouth_error(truth_measure, clip.face["mouth_open"], calibration)
-        closed = metrics.constant_mouth_error(float(ref.face["mouth_open"][0]),
-                                              clip.face["mouth_open"], truth_measure)
-    scores = {name: score(v[:t], truth, clip, calibration, settings) for name, v in videos.items()}
+    curves = mouth_curves(clip, seed)
+    truth_opening = metrics.mouth_opening(metrics.mouth_darkness(truth, clip.track), curves)
+    floor = metrics.mouth_error(truth_opening, clip.face["mouth_open"])
+    closed_opening = np.where(np.isfinite(truth_opening), float(ref.face["mouth_open"][0]),
+                              np.nan)  # the reference's mouth, on the frames read above
+    closed = metrics.mouth_error(closed_opening, clip.face["mouth_open"])
+    scores = {name: score(v[:t], truth, clip, curves, settings) for name, v in videos.items()}
     vae = metrics.psnr(vae_reconstruction(model, truth), truth)
     return ClipResult(seed=seed, reference=reference, guidance=guidance, truth=truth,
                       videos=videos, scores=scores, vae_psnr=vae, mouth_floor=floor,

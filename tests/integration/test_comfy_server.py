@@ -143,3 +143,24 @@ def test_cancel_stops_a_long_extraction_promptly(comfy):
     kinds = [kind for kind, _ in entry["status"]["messages"]]
     assert "execution_interrupted" in kinds
     assert comfy.alive()
+
+
+def test_without_mediapipe_only_its_nodes_are_left_out(tmp_path):
+    """A real ComfyUI where mediapipe cannot be imported: one log line per left-out module, the
+    other nodes still register."""
+    from comfy_server import ComfyServer
+
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['mediapipe'] = None\n")
+    server = ComfyServer(tmp_path / "server", env={"PYTHONPATH": str(hide)})
+    with server:
+        info = server.object_info()
+        log = server.log()
+    pack = {k for k, v in info.items() if v.get("python_module", "").endswith("ComfyUI-DreamActor")}
+    needs_mediapipe = {"DreamActorReferenceLoader", "DreamActorSkeletonExtractor", "DreamActorPseudoReferencePicker"}
+    assert pack == set(EXPECTED) - needs_mediapipe
+    left_out = [line for line in log.splitlines() if "left out" in line]
+    assert len(left_out) == 3
+    assert all("missing mediapipe (pip install mediapipe)" in line for line in left_out)
+    assert "IMPORT FAILED" not in log

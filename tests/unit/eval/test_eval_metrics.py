@@ -89,7 +89,7 @@ def test_moving_mask_is_the_squares_path_and_flicker_sees_only_static_pixels():
 
 
 def _facing_head(size=96):
-    """A character in a reference pose whose mouth faces the camera, rendered at mouth_open
+    """A character in a reference pose whose mouth faces the camera squarely, rendered at mouth_open
     0, 0.25, ..., 1 (everything else fixed)."""
     for seed in range(50):
         spec = sample_character(seed)
@@ -102,10 +102,11 @@ def _facing_head(size=96):
                               mouth_width=np.array([0.5], np.float32))
             f, _, track, _ = render_motion(spec, motion, face, (size, size))
             frames.append(f[0])
-        _, _, facing = metrics.mouth_geometry(track)
-        if facing[0]:
+        pos, radius, facing = metrics.mouth_geometry(track)
+        frontal = abs(pos[0, 0] - track.head_center[0, 0]) < 0.15 * radius[0]
+        if facing[0] and frontal:
             return np.stack(frames) / 255.0, track, opens
-    raise AssertionError("no facing reference pose among 50 characters")
+    raise AssertionError("no frontal reference pose among 50 characters")
 
 
 def test_mouth_measure_increases_with_mouth_open_on_rendered_frames():
