@@ -6,12 +6,10 @@ Model file. The user supplies the official ``SMPLX_NEUTRAL.npz`` / ``SMPLX_MALE.
 [V, 3], ``shapedirs`` [V, 3, B], ``J_regressor`` [55, V] and ``kintree_table`` [2, 55] are read,
 plus ``hands_components{l,r}`` / ``hands_mean{l,r}`` when hand poses are PCA coefficients or
 ``flat_hand_mean`` is off. Files are read with ``np.load(allow_pickle=False)``: a ``.pkl`` model
-is refused; convert it once, in an environment that can unpickle it (scipy; chumpy for old files)::
-
-    import pickle, numpy as np
-    data = pickle.load(open("SMPLX_NEUTRAL.pkl", "rb"), encoding="latin1")
-    dense = {k: np.asarray(v.toarray() if hasattr(v, "toarray") else v) for k, v in data.items()}
-    np.savez("SMPLX_NEUTRAL.npz", **{k: v for k, v in dense.items() if v.dtype != object})
+is refused. The SMPL-X download page also offers the ``.npz`` models; if you only have the
+``.pkl``, convert it once in the environment you trust it in (scipy; chumpy for old files): load
+it with the ``smplx`` package's own loader, turn sparse matrices dense (``.toarray()``), and
+``np.savez`` every array that is not of object dtype.
 
 Parameter files (``load_params``): one ``.npz`` / ``.json`` with a leading frame axis T, or a
 folder with one file per frame (sorted by the numbers in their names). Keys (aliases in brackets):

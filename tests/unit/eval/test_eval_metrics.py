@@ -8,7 +8,9 @@ import torch
 from skimage.metrics import structural_similarity
 
 from dreamactor_core.eval import metrics
-from dreamactor_core.synthetic.character import STREAM_REFERENCE, rng_for, sample_character
+from dreamactor_core.eval.reenactment import mouth_curves
+from dreamactor_core.synthetic.character import (STREAM_MOTION, STREAM_REFERENCE, rng_for,
+                                                 sample_character)
 from dreamactor_core.synthetic.clip import make_clip, render_motion
 from dreamactor_core.synthetic.motion import sample_motion
 from dreamactor_core.synthetic.render import FaceParams
@@ -111,31 +113,58 @@ def _facing_head(size=96):
 
 def test_mouth_measure_increases_with_mouth_open_on_rendered_frames():
     frames, track, opens = _facing_head()
-    tracks = [track] * len(opens)
-    measure = np.array([metrics.mouth_darkness(f[None], t)[0] for f, t in zip(frames, tracks)])
+    measure = np.array([metrics.mouth_darkness(f[None], track)[0] for f in frames])
     assert np.all(np.isfinite(measure))
     assert np.all(np.diff(measure) > 0), measure
-    # Calibrated on these frames, the measure predicts mouth_open closely.
-    calibration = metrics.mouth_calibration(measure, opens)
-    assert calibration is not None and calibration[0] > 0
-    assert metrics.mouth_error(measure, opens, calibration) < 0.08
-    # A closed-mouth prediction is far worse.
-    assert metrics.constant_mouth_error(0.0, opens, measure) == pytest.approx(0.5)
+    # Inverting through the renders' own curve recovers the openings exactly; a render between
+    # two levels is read between them.
+    curves = np.broadcast_to(measure, (len(opens), len(opens)))
+    opening = metrics.mouth_opening(measure, curves, levels=opens)
+    np.testing.assert_allclose(opening, opens, atol=0.011)
+    assert metrics.mouth_error(opening, opens) < 0.011
+    mid = metrics.mouth_opening([(measure[1] + measure[2]) / 2], curves[:1], levels=opens)[0]
+    assert opens[1] < mid < opens[2]
 
 
-def test_mouth_geometry_on_a_clip_and_calibration_edge_cases():
-    clip = make_clip(10_000_001, 9, (64, 64), with_audio=False)
+def test_mouth_opening_reads_a_clip_better_than_a_closed_mouth_guess():
+    seed = 10_000_001
+    clip = make_clip(seed, 17, (64, 64), with_audio=False)
     pos, radius, facing = metrics.mouth_geometry(clip.track)
-    assert pos.shape == (9, 2) and radius.shape == (9,) and facing.dtype == bool
-    # The mouth lies below the head centre, within one head radius of it.
-    offset = pos - clip.track.head_center
-    dist = np.linalg.norm(offset, axis=-1)
-    assert np.all(dist[facing] < radius[facing]) and np.all(offset[facing, 1] > 0)
+    assert pos.shape == (17, 2) and radius.shape == (17,) and facing.dtype == bool
+    offset = pos - clip.track.head_center  # the mouth lies below the centre, inside the head
+    assert np.all(np.linalg.norm(offset, axis=-1)[facing] < radius[facing])
+    assert np.all(offset[facing, 1] > 0)
     measure = metrics.mouth_darkness(clip.frames / 255.0, clip.track)
     assert np.isnan(measure[~facing]).all() and np.isfinite(measure[facing]).all()
+
+    curves = mouth_curves(clip, seed)
+    assert curves.shape == (17, len(metrics.MOUTH_LEVELS))
+    opening = metrics.mouth_opening(measure, curves)
+    readable = np.isfinite(opening)
+    assert readable.sum() >= 10
+    truth = clip.face["mouth_open"]
+    floor = metrics.mouth_error(opening, truth)
+    closed = metrics.mouth_error(np.where(readable, 0.05, np.nan), truth)
+    assert floor < 0.5 * closed, (floor, closed)
+
+
+def test_mouth_curves_rerender_the_clip_exactly():
+    """mouth_curves rebuilds make_clip's motion; rendering it with the clip's own face
+    parameters must give the clip's frames, byte for byte."""
+    seed = 10_000_002
+    clip = make_clip(seed, 5, (48, 48), with_audio=False)
+    spec = sample_character(seed)
+    motion = sample_motion(rng_for(seed, STREAM_MOTION), 5, clip.fps)
+    frames = render_motion(spec, motion, FaceParams(**clip.face), (48, 48), clip.fps)[0]
+    np.testing.assert_array_equal(frames, clip.frames)
+
+
+def test_mouth_errors_on_bad_input_and_unreadable_frames():
+    with pytest.raises(ValueError, match="curves"):
+        metrics.mouth_opening(np.zeros(3), np.zeros((3, 2)))
+    flat = np.full((2, len(metrics.MOUTH_LEVELS)), 0.1)  # curve without span: unreadable
+    assert np.isnan(metrics.mouth_opening(np.array([0.1, np.nan]), flat)).all()
+    assert math.isnan(metrics.mouth_error(np.full(3, np.nan), np.zeros(3)))
+    clip = make_clip(3, 2, (32, 32), with_audio=False)
     with pytest.raises(ValueError, match="frames"):
-        metrics.mouth_darkness(clip.frames[:3] / 255.0, clip.track)
-    # No variation in mouth_open -> no calibration; no measured frame -> NaN error.
-    assert metrics.mouth_calibration(np.arange(5.0), np.zeros(5)) is None
-    assert metrics.mouth_calibration(np.array([1.0, np.nan, np.nan]), np.arange(3.0)) is None
-    assert math.isnan(metrics.mouth_error(np.full(3, np.nan), np.zeros(3), (1.0, 0.0)))
+        metrics.mouth_darkness(clip.frames[:1] / 255.0, clip.track)
