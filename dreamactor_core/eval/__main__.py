@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     defaults = EvalSettings()
     parser = argparse.ArgumentParser(prog="python -m dreamactor_core.eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help=f"bundle file or training run folder (default: {DEMO_MODEL})")
+    parser.add_argument("--model",
+                        help=f"bundle file or training run folder (default: {DEMO_MODEL})")
     parser.add_argument("--clips", type=int, default=defaults.clips)
     parser.add_argument("--frames", type=int, default=defaults.frames)
     parser.add_argument("--steps", type=int, default=defaults.steps)

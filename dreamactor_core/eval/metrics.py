@@ -31,8 +31,8 @@ float32 torch for SSIM).
 Mouth location: the synthetic head is a sphere whose face points (nose, eyes, ears, mouth) sit at
 fixed head-local positions (synthetic.kinematics.FACE_POINTS). The track holds the 2-D nose, eye
 and ear joints, the head centre and radius; a per-frame least-squares fit of the 2x3 linear map
-head-local -> (pixel - centre) / radius (plus a shift) to those five points gives the mouth's pixel position and,
-from the cross product of the map's rows, whether the mouth faces the camera.
+head-local -> (pixel - centre) / radius (plus a shift) to those five points gives the mouth's
+pixel position and, from the cross product of the map's rows, whether it faces the camera.
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def mouth_darkness(frames, track: PoseTrack) -> np.ndarray:
 
 
 def _bilinear(img: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """img [H, W] or [H, W, C] sampled at float pixel positions xs, ys [N] (clamped to the image)."""
+    """img [H, W] or [H, W, C] sampled at float pixel positions xs, ys [N] (clamped)."""
     h, w = img.shape[:2]
     xs, ys = np.clip(xs, 0, w - 1), np.clip(ys, 0, h - 1)
     x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)

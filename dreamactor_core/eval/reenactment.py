@@ -28,6 +28,7 @@ Baselines computed in the same run, scored with the same metrics:
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -141,8 +142,6 @@ def score(video: np.ndarray, truth: np.ndarray, clip: SyntheticClip, curves: np.
 
 def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
                   mean: np.ndarray) -> ClipResult:
-    import time
-
     cfg = model.config
     size = (cfg.frame_height, cfg.frame_width)
     seed = settings.base_seed + index
@@ -208,6 +207,8 @@ def summarise(results: list[ClipResult], settings: EvalSettings) -> dict:
         "vae_psnr": _mean([r.vae_psnr for r in results]),
         "mouth_floor": _mean([r.mouth_floor for r in results]),
         "mouth_clips": sum(not math.isnan(r.closed_mouth_error) for r in results),
+        "generate_s": {name: _mean([r.timings[f"generate_{name}_s"] for r in results])
+                       for name in MODEL_VARIANTS},  # seconds per clip
         "settings": asdict(settings),
         "clip_seeds": [r.seed for r in results],
     }

@@ -1,6 +1,6 @@
 """Contact sheet of an evaluation: one row per clip,
 
-    reference | guidance (skeleton over head sphere) | generated at k times | ground truth at k times
+    reference | guidance (skeleton over head sphere) | generated at k times | truth at k times
 
 tiles upscaled (nearest) so small frames stay readable, a header row of column labels, written
 as PNG atomically (temporary file in the same folder, then os.replace)."""
@@ -45,7 +45,8 @@ def build_sheet(results: list[ClipResult], variant: str = "video", times: int = 
         raise ValueError("build_sheet: no clip results to draw")
     num_frames = results[0].truth.shape[0]
     picks = sample_times(num_frames, times)
-    labels = ["reference", "guidance"] + [f"gen t={t}" for t in picks] + [f"gt t={t}" for t in picks]
+    labels = ["reference", "guidance"] + [f"gen t={t}" for t in picks]
+    labels += [f"gt t={t}" for t in picks]
     rows = []
     for r in results:
         mid = r.guidance.shape[0] // 2
@@ -56,8 +57,8 @@ def build_sheet(results: list[ClipResult], variant: str = "video", times: int = 
     tile_w = results[0].reference.shape[1] * scale
     header = np.full((HEADER, rows[0].shape[1], 3), 255, np.uint8)
     for k, text in enumerate(labels):
-        cv2.putText(header, text, (k * (tile_w + GAP) + 2, HEADER - 4), cv2.FONT_HERSHEY_PLAIN, 0.7, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(header, text, (k * (tile_w + GAP) + 2, HEADER - 4), cv2.FONT_HERSHEY_PLAIN,
+                    0.7, (0, 0, 0), 1, cv2.LINE_AA)
     return _vstack([header, *rows])
 
 

@@ -102,8 +102,8 @@ class DiTBlock(nn.Module):
 
 def _modulate_split(x: torch.Tensor, n: int, shift: torch.Tensor, scale: torch.Tensor):
     """Video tokens x[:, :n] take shift/scale[:, 0], reference tokens x[:, n:] take [:, 1]."""
-    return torch.cat([modulate(x[:, :n], shift[:, 0], scale[:, 0]),
-                      modulate(x[:, n:], shift[:, 1], scale[:, 1])], dim=1)
+    return torch.cat([torch.addcmul(shift[:, 0], x[:, :n], 1 + scale[:, 0]),
+                      torch.addcmul(shift[:, 1], x[:, n:], 1 + scale[:, 1])], dim=1)
 
 
 def _gate_split(x: torch.Tensor, n: int, gate: torch.Tensor) -> torch.Tensor:
