@@ -42,17 +42,24 @@ def face_windows(face_tokens: torch.Tensor, face_mask: torch.Tensor | None,
     """Gathers each latent frame's face tokens.
 
     face_tokens [B, T, N, Df] with T = tf*(T'-1)+1, face_mask [B, T] bool (False = no face in
-    that frame) -> context [B*T', window*N, Df], key_mask [B*T', window*N] bool.
+    that frame) -> context [B*T', window*N, Df], key_mask [B*T', window*N] bool, or None when
+    every key is valid (SDPA without a mask takes the fast kernel).
     """
     b, t, n, _ = face_tokens.shape
     k = torch.arange(num_latent_frames, device=face_tokens.device)
     idx = k[:, None] * temporal_factor - (window - 1) + torch.arange(window, device=k.device)
     valid = (idx >= 0) & (idx < t)  # [T', W]
+    # A window holding one real frame (latent frame 0's causal window) repeats that frame in its
+    # empty slots instead of masking them: uniformly duplicated keys leave attention unchanged,
+    # and with no mask SDPA takes its fast kernel.
+    valid |= (valid.sum(dim=1, keepdim=True) == 1)
     idx = idx.clamp(0, t - 1)
     context = rearrange(face_tokens[:, idx], "b k w n d -> (b k) (w n) d")
     mask = valid[None].expand(b, -1, -1)  # [B, T', W]
     if face_mask is not None:
         mask = mask & face_mask[:, idx]
+    if bool(mask.all()):
+        return context, None
     return context, repeat(mask, "b k w -> (b k) (w n)", n=n)
 
 
@@ -64,7 +71,7 @@ class FaceAttention(nn.Module):
         nn.init.zeros_(self.attn.proj.weight)
         nn.init.zeros_(self.attn.proj.bias)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, key_mask: torch.Tensor,
+    def forward(self, x: torch.Tensor, context: torch.Tensor, key_mask: torch.Tensor | None,
                 num_latent_frames: int) -> torch.Tensor:
         # x: [B, T'*S, D] video tokens in (t, h, w) order -> residual update [B, T'*S, D]
         b = x.shape[0]

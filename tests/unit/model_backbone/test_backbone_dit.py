@@ -94,9 +94,27 @@ def test_face_mask_false_equals_no_face(dit):
 def test_face_windows_cover_the_frames_folded_into_each_latent():
     tokens = torch.arange(9, dtype=torch.float32).view(1, 9, 1, 1).expand(1, 9, 2, 1)
     context, mask = face_windows(tokens, None, num_latent_frames=3, temporal_factor=4, window=4)
-    assert context.shape == (3, 8, 1) and mask.shape == (3, 8)
-    frames = [sorted({int(v) for v, m in zip(context[k, :, 0], mask[k]) if m}) for k in range(3)]
+    assert context.shape == (3, 8, 1) and mask is None  # every slot is a real frame
+    frames = [sorted({int(v) for v in context[k, :, 0]}) for k in range(3)]
     assert frames == [[0], [1, 2, 3, 4], [5, 6, 7, 8]]
+    # With a frame lacking a face, that frame's slots are masked out.
+    face_mask = torch.ones(1, 9, dtype=torch.bool)
+    face_mask[0, 6] = False
+    context, mask = face_windows(tokens, face_mask, 3, 4, 4)
+    frames = [sorted({int(v) for v, m in zip(context[k, :, 0], mask[k]) if m}) for k in range(3)]
+    assert frames == [[0], [1, 2, 3, 4], [5, 7, 8]]
+
+
+def test_repeating_the_only_frame_equals_masking_the_empty_slots():
+    torch.manual_seed(0)
+    attn = FaceAttention(32, 8, 4)
+    _randomise_zero_inits(attn)
+    x = torch.randn(1, 6, 32)  # one latent frame of 6 tokens
+    tokens = torch.randn(1, 1, 2, 8)  # its only real frame
+    repeated, mask = face_windows(tokens, None, 1, 4, 4)
+    assert mask is None
+    once = attn(x, tokens[:, 0], None, 1)  # attend to the real frame's tokens once
+    assert torch.allclose(attn(x, repeated, None, 1), once, atol=1e-6)
 
 
 @torch.no_grad()
