@@ -121,8 +121,8 @@ class ComfyServer:
         shutil.copy(path, self.input_dir / name)
         return name
 
-    def queue(self, prompt: dict, workflow: dict | None = None) -> str:
-        body = {"prompt": prompt, "client_id": uuid.uuid4().hex}
+    def queue(self, prompt: dict, workflow: dict | None = None, client_id: str | None = None) -> str:
+        body = {"prompt": prompt, "client_id": client_id or uuid.uuid4().hex}
         if workflow is not None:
             body["extra_data"] = {"extra_pnginfo": {"workflow": workflow}}
         r = requests.post(self.url + "/prompt", json=body, timeout=30)
@@ -144,6 +144,30 @@ class ComfyServer:
                 raise RuntimeError(f"ComfyUI died while running the prompt; log:\n{self.log()[-4000:]}")
             time.sleep(0.5)
         raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout:.0f} s")
+
+    def wait_for_progress(self, prompt: dict, node: str, at_least: int, timeout: float = 300.0) -> str:
+        """Queues ``prompt`` and returns its id once ``node`` has reported ``at_least`` steps of
+        progress over the websocket (what the frontend's progress bar shows)."""
+        import websocket
+
+        client_id = uuid.uuid4().hex
+        ws = websocket.create_connection(f"ws://127.0.0.1:{self.port}/ws?clientId={client_id}", timeout=timeout)
+        try:
+            prompt_id = self.queue(prompt, client_id=client_id)
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                message = ws.recv()
+                if not isinstance(message, str):
+                    continue  # binary preview frames
+                event = json.loads(message)
+                data = event.get("data", {})
+                if event.get("type") == "progress" and data.get("node") == node and data.get("value", 0) >= at_least:
+                    return prompt_id
+                if event.get("type") == "execution_error":
+                    raise RuntimeError(f"prompt failed before reaching progress {at_least}: {data}")
+        finally:
+            ws.close()
+        raise TimeoutError(f"node {node} did not reach progress {at_least} within {timeout:.0f} s")
 
     def wait_until_running(self, prompt_id: str, timeout: float = 120.0) -> None:
         deadline = time.time() + timeout

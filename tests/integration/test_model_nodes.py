@@ -96,10 +96,8 @@ def test_corrupt_model_file_is_a_clear_error(server):
 
 
 def test_cancel_during_sampling_stops_within_a_step(server):
-    prompt = _prompt("video", steps=200, frames=33)
-    prompt_id = server.queue(prompt)
-    server.wait_until_running(prompt_id)
-    time.sleep(6.0)
+    prompt = _prompt("video", steps=200, frames=40)  # 5 segments x 200 steps: far from done at step 5
+    prompt_id = server.wait_for_progress(prompt, node="10", at_least=5)
     server.interrupt()
     interrupted_at = time.time()
     entry = server.wait(prompt_id, timeout=120)
