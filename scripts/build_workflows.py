@@ -61,20 +61,15 @@ class Graph:
                 "version": 0.4}
 
 
-def guidance_from_video(info: dict) -> dict:
-    g = Graph(info)
+def _guidance(g: Graph, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Reference photo + driving video -> framed reference, video parts, retargeted skeleton and
+    head sphere (the front half every shipped workflow shares). Returns (ref, parts, skel, sphere)."""
     photo = g.add("LoadImage", ["reference_astronaut.jpg", "image"], (0, 0), "Reference photo")
-    ref = g.add("DreamActorReferenceLoader", [288, 384, 0.08], (380, 0))
+    ref = g.add("DreamActorReferenceLoader", [*size, 0.08], (380, 0))
     video = g.add("LoadVideo", ["driver_astronaut.mp4", "image"], (0, 480), "Driving video")
     parts = g.add("GetVideoComponents", [], (380, 480))
     skel = g.add("DreamActorSkeletonExtractor", [25.0, "auto", 8, "mediapipe", "mediapipe"], (760, 240))
     sphere = g.add("DreamActorHeadSphereRenderer", [1.0], (1140, 120))
-    faces = g.add("DreamActorFaceCrop", [224], (1140, 480))
-    guidance_video = g.add("CreateVideo", [25.0], (1520, 120))
-    save_guidance = g.add("SaveVideo", ["dreamactor/guidance", "auto", "auto"], (1860, 120))
-    faces_video = g.add("CreateVideo", [25.0], (1520, 480))
-    save_faces = g.add("SaveVideo", ["dreamactor/face_crops", "auto", "auto"], (1860, 480))
-    save_ref = g.add("SaveImage", ["dreamactor/reference"], (760, 0))
     g.link(photo, "IMAGE", ref, "image")
     g.link(video, "VIDEO", parts, "video")
     g.link(parts, "images", skel, "images")
@@ -82,6 +77,18 @@ def guidance_from_video(info: dict) -> dict:
     g.link(ref, "reference", skel, "reference")
     g.link(skel, "pose", sphere, "pose")
     g.link(ref, "reference", sphere, "reference")
+    return ref, parts, skel, sphere
+
+
+def guidance_from_video(info: dict) -> dict:
+    g = Graph(info)
+    ref, parts, skel, sphere = _guidance(g, (288, 384))
+    faces = g.add("DreamActorFaceCrop", [224], (1140, 480))
+    guidance_video = g.add("CreateVideo", [25.0], (1520, 120))
+    save_guidance = g.add("SaveVideo", ["dreamactor/guidance", "auto", "auto"], (1860, 120))
+    faces_video = g.add("CreateVideo", [25.0], (1520, 480))
+    save_faces = g.add("SaveVideo", ["dreamactor/face_crops", "auto", "auto"], (1860, 480))
+    save_ref = g.add("SaveImage", ["dreamactor/reference"], (760, 0))
     g.link(skel, "skeleton_maps", sphere, "background")
     g.link(parts, "images", faces, "images")
     g.link(skel, "measured_pose", faces, "pose")
@@ -104,23 +111,11 @@ def _animate(info: dict, driver: str) -> dict:
     crops (driver="video") or by a speech track (driver="audio")."""
     g = Graph(info)
     model = g.add("DreamActorModelLoader", [DEMO_MODEL], (0, -220))
-    photo = g.add("LoadImage", ["reference_astronaut.jpg", "image"], (0, 0), "Reference photo")
-    ref = g.add("DreamActorReferenceLoader", [*DEMO_SIZE, 0.08], (380, 0))
-    video = g.add("LoadVideo", ["driver_astronaut.mp4", "image"], (0, 480), "Driving video")
-    parts = g.add("GetVideoComponents", [], (380, 480))
-    skel = g.add("DreamActorSkeletonExtractor", [25.0, "auto", 8, "mediapipe", "mediapipe"], (760, 240))
-    sphere = g.add("DreamActorHeadSphereRenderer", [1.0], (1140, 120))
+    ref, parts, skel, sphere = _guidance(g, DEMO_SIZE)
     sampler = g.add("DreamActorSampler", [20, "euler", 3.0, 2.5, 2.5, 0, "fixed", 0], (1520, 0))
     stitch = g.add("DreamActorSegmentStitcher", [True, 0, 0.5], (1900, 0))
     out = g.add("CreateVideo", [25.0], (2280, 0))
     save = g.add("SaveVideo", [f"dreamactor/animation_{driver}", "auto", "auto"], (2620, 0))
-    g.link(photo, "IMAGE", ref, "image")
-    g.link(video, "VIDEO", parts, "video")
-    g.link(parts, "images", skel, "images")
-    g.link(parts, "fps", skel, "fps")
-    g.link(ref, "reference", skel, "reference")
-    g.link(skel, "pose", sphere, "pose")
-    g.link(ref, "reference", sphere, "reference")
     g.link(model, "model", sampler, "model")
     g.link(ref, "reference", sampler, "reference")
     g.link(skel, "skeleton_maps", sampler, "skeleton_maps")

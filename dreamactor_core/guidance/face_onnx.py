@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from .head_pose import CANONICAL_FACE, HEAD_CENTER, HEAD_RADIUS_CM, matrix_to_euler
-from .image_io import to_rgb_uint8
+from .image_io import iter_video_frames
 from .pose_track import PoseTrack
 from .onnx_runtime import inference_session
 
@@ -246,13 +246,8 @@ class InsightFaceSource:
     def track(self, frames: Iterable[np.ndarray], fps: float = 25.0,
               on_frame: Callable[[int], None] | None = None) -> PoseTrack:
         faces, scores, image_size, last = [], [], None, None
-        for i, frame in enumerate(frames):
-            rgb = to_rgb_uint8(frame, name=f"frame {i}")
-            if image_size is None:
-                image_size = rgb.shape[:2]
-            elif rgb.shape[:2] != image_size:
-                raise ValueError(f"frame {i} is {rgb.shape[1]}x{rgb.shape[0]} but frame 0 is "
-                                 f"{image_size[1]}x{image_size[0]}: all frames must share one size")
+        for i, rgb in iter_video_frames(frames):
+            image_size = rgb.shape[:2]
             boxes, conf, _ = self.detector.detect(rgb)
             pick = _pick_face(boxes, last)
             if pick is None:

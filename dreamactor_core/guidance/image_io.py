@@ -33,3 +33,16 @@ def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
     elif a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
     return np.ascontiguousarray(a)
+
+
+def iter_video_frames(frames):
+    """Yields (index, uint8 [H, W, 3]) for any iterable of frames, refusing a size change."""
+    size = None
+    for i, frame in enumerate(frames):
+        rgb = to_rgb_uint8(frame, name=f"frame {i}")
+        if size is None:
+            size = rgb.shape[:2]
+        elif rgb.shape[:2] != size:
+            raise ValueError(f"frame {i} is {rgb.shape[1]}x{rgb.shape[0]} but frame 0 is "
+                             f"{size[1]}x{size[0]}: all frames of a video must share one size")
+        yield i, rgb

@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
-from .image_io import to_rgb_uint8
+from .image_io import iter_video_frames
 from .pose_track import PoseTrack
 from .topology import J
 
@@ -103,14 +103,8 @@ class MediaPipeTracker:
         """
         rows = []
         image_size = None
-        for i, frame in enumerate(frames):
-            rgb = to_rgb_uint8(frame, name=f"frame {i}")
-            if image_size is None:
-                image_size = rgb.shape[:2]
-            elif rgb.shape[:2] != image_size:
-                raise ValueError(
-                    f"frame {i} is {rgb.shape[1]}x{rgb.shape[0]} but frame 0 is "
-                    f"{image_size[1]}x{image_size[0]}: all frames of a video must share one size")
+        for i, rgb in iter_video_frames(frames):
+            image_size = rgb.shape[:2]
             if i == 0:  # the graphs initialise on their first frame, printing native log lines
                 with _quiet_native_logs():
                     rows.append(self._process_frame(rgb))

@@ -24,7 +24,7 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
-from .image_io import to_rgb_uint8
+from .image_io import iter_video_frames
 from .mediapipe_backend import NoPersonError
 from .pose_track import PoseTrack
 from .topology import J
@@ -180,13 +180,8 @@ class OnnxPoseTracker:
               on_frame: Callable[[int], None] | None = None) -> PoseTrack:
         """Runs the model on every frame. ``boxes`` [T, 4] (x0, y0, x1, y1) overrides the person box."""
         rows, image_size, last = [], None, None
-        for i, frame in enumerate(frames):
-            rgb = to_rgb_uint8(frame, name=f"frame {i}")
-            if image_size is None:
-                image_size = rgb.shape[:2]
-            elif rgb.shape[:2] != image_size:
-                raise ValueError(f"frame {i} is {rgb.shape[1]}x{rgb.shape[0]} but frame 0 is "
-                                 f"{image_size[1]}x{image_size[0]}: all frames must share one size")
+        for i, rgb in iter_video_frames(frames):
+            image_size = rgb.shape[:2]
             box, padding = (np.asarray(boxes[i], np.float64), BOX_PADDING) if boxes is not None else self._box(rgb, last)
             last = box
             rows.append(self.estimate(rgb, box, padding))
