@@ -88,15 +88,17 @@ class ResBlock3d(nn.Module):
 
 
 class Downsample3d(nn.Module):
-    """Halves H and W (strided 1x3x3 conv); optionally halves time causally (first frame alone)."""
+    """Halves H and W (strided 1x3x3 conv) and/or time, causally (first frame alone)."""
 
-    def __init__(self, channels: int, temporal: bool):
+    def __init__(self, channels: int, temporal: bool, spatial: bool = True):
         super().__init__()
-        self.spatial = CausalConv3d(channels, channels, (1, 3, 3), space_stride=2)
+        self.spatial = (CausalConv3d(channels, channels, (1, 3, 3), space_stride=2)
+                        if spatial else None)
         self.temporal = CausalConv3d(channels, channels, (3, 1, 1), time_stride=2) if temporal else None
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
-        x = self.spatial(x, cache)  # [B, C, T, H/2, W/2]
+        if self.spatial is not None:
+            x = self.spatial(x, cache)  # [B, C, T, H/2, W/2]
         if self.temporal is not None:
             x = self.temporal(x, cache)  # [B, C, (T-1)/2+1, H/2, W/2]
         return x
@@ -121,16 +123,18 @@ class TemporalUpsample(nn.Module):
 
 
 class Upsample3d(nn.Module):
-    """Optionally doubles time (causal, see TemporalUpsample), then doubles H and W."""
+    """Doubles time (causal, see TemporalUpsample) and/or H and W (nearest + 1x3x3 conv)."""
 
-    def __init__(self, channels: int, temporal: bool):
+    def __init__(self, channels: int, temporal: bool, spatial: bool = True):
         super().__init__()
         self.temporal = TemporalUpsample(channels) if temporal else None
-        self.spatial = CausalConv3d(channels, channels, (1, 3, 3))
+        self.spatial = CausalConv3d(channels, channels, (1, 3, 3)) if spatial else None
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         if self.temporal is not None:
             x = self.temporal(x, cache)
+        if self.spatial is None:
+            return x
         x = F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest")
         return self.spatial(x, cache)  # [B, C, T', 2H, 2W]
 

@@ -41,17 +41,22 @@ class VAEConfig:
     out_channels: int = 3
     latent_channels: int = 16
     base_channels: int = 96
-    # One entry per resolution level; there are len(channel_mults) - 1 = log2(spatial_factor)
-    # spatial downsamplings. The last log2(temporal_factor) of them also halve time.
+    # One entry per resolution level. Between consecutive levels the first
+    # log2(spatial_factor / patch_size) transitions halve H and W and the last
+    # log2(temporal_factor) halve time (a transition may do both), so there are
+    # max(those two counts) + 1 levels.
     channel_mults: tuple[int, ...] = (1, 2, 4, 4)
     num_res_blocks: int = 2
     spatial_factor: int = 8
     temporal_factor: int = 4
+    # Pixel (un)shuffle at the input / output (Wan2.2-VAE style): the first level already runs
+    # at H/patch_size, which makes small CPU-trained VAEs several times cheaper.
+    patch_size: int = 1
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
         for name in ("in_channels", "out_channels", "latent_channels", "base_channels",
-                     "num_res_blocks"):
+                     "num_res_blocks", "patch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"VAEConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not _is_power_of_two(self.spatial_factor) or self.spatial_factor < 2:
@@ -59,22 +64,34 @@ class VAEConfig:
                              f"got {self.spatial_factor}")
         if self.temporal_factor not in (1, 2, 4):
             raise ValueError(f"VAEConfig.temporal_factor must be 1, 2 or 4, got {self.temporal_factor}")
-        n_down = self.num_spatial_downsamples
-        if len(self.channel_mults) != n_down + 1:
-            raise ValueError(f"VAEConfig.channel_mults needs log2(spatial_factor)+1 = {n_down + 1} "
-                             f"entries for spatial_factor {self.spatial_factor}, "
-                             f"got {len(self.channel_mults)}: {self.channel_mults}")
-        if self.num_temporal_downsamples > n_down:
+        if not _is_power_of_two(self.patch_size) or self.patch_size > self.spatial_factor:
+            raise ValueError(f"VAEConfig.patch_size must be a power of two <= spatial_factor "
+                             f"({self.spatial_factor}), got {self.patch_size}")
+        if self.num_temporal_downsamples > int(math.log2(self.spatial_factor)):
             raise ValueError("VAEConfig.temporal_factor cannot exceed spatial_factor "
                              f"({self.temporal_factor} > {self.spatial_factor})")
+        n_levels = max(self.num_spatial_downsamples, self.num_temporal_downsamples) + 1
+        if len(self.channel_mults) != n_levels:
+            raise ValueError(f"VAEConfig.channel_mults needs {n_levels} entries (one per level: "
+                             f"max(log2(spatial_factor / patch_size), log2(temporal_factor)) + 1) "
+                             f"for spatial_factor {self.spatial_factor}, patch_size "
+                             f"{self.patch_size}, temporal_factor {self.temporal_factor}; "
+                             f"got {len(self.channel_mults)}: {self.channel_mults}")
 
     @property
     def num_spatial_downsamples(self) -> int:
-        return int(math.log2(self.spatial_factor))
+        """Spatial halvings inside the network (after the input pixel unshuffle)."""
+        return int(math.log2(self.spatial_factor // self.patch_size))
 
     @property
     def num_temporal_downsamples(self) -> int:
         return int(math.log2(self.temporal_factor))
+
+    def level_transitions(self) -> list[tuple[bool, bool]]:
+        """(halves space, halves time) for each transition between levels, encoder order."""
+        n = len(self.channel_mults) - 1
+        n_s, n_t = self.num_spatial_downsamples, self.num_temporal_downsamples
+        return [(i < n_s, i >= n - n_t) for i in range(n)]
 
     def num_latent_frames(self, num_frames: int) -> int:
         """T frames -> (T-1)//tf + 1 latent frames (the first frame is kept alone, causally)."""

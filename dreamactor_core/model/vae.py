@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from .causal_layers import (CausalCache, CausalConv3d, ChannelRMSNorm, Downsample3d, ResBlock3d,
@@ -45,18 +46,13 @@ class DiagonalGaussian:
         return kl.flatten(1).sum(dim=1)
 
 
-def _temporal_levels(config: VAEConfig) -> list[bool]:
-    """Which of the spatial downsamplings (encoder order) also halve time: the last ones."""
-    n_down, n_t = config.num_spatial_downsamples, config.num_temporal_downsamples
-    return [i >= n_down - n_t for i in range(n_down)]
-
-
 class Encoder3d(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
         chans = [config.base_channels * m for m in config.channel_mults]
-        temporal = _temporal_levels(config)
-        self.conv_in = CausalConv3d(config.in_channels, chans[0], 3)
+        transitions = config.level_transitions()
+        self.patch_size = config.patch_size
+        self.conv_in = CausalConv3d(config.in_channels * config.patch_size ** 2, chans[0], 3)
         self.down = nn.ModuleList()
         ch = chans[0]
         for level, ch_out in enumerate(chans):
@@ -64,13 +60,16 @@ class Encoder3d(nn.Module):
                 self.down.append(ResBlock3d(ch, ch_out))
                 ch = ch_out
             if level < len(chans) - 1:
-                self.down.append(Downsample3d(ch, temporal[level]))
+                spatial, temporal = transitions[level]
+                self.down.append(Downsample3d(ch, temporal, spatial))
         self.mid = nn.ModuleList([ResBlock3d(ch, ch), ResBlock3d(ch, ch)])
         self.norm_out = ChannelRMSNorm(ch)
         self.conv_out = CausalConv3d(ch, 2 * config.latent_channels, 3)  # mean, logvar
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         # x: [B, 3, T, H, W] -> moments [B, 2C, T', H/sf, W/sf]
+        p = self.patch_size
+        x = rearrange(x, "b c t (h p) (w q) -> b (c p q) t h w", p=p, q=p)  # [B, 3p^2, T, H/p, W/p]
         x = self.conv_in(x, cache)
         for layer in self.down:
             x = layer(x, cache)
@@ -83,7 +82,8 @@ class Decoder3d(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
         chans = [config.base_channels * m for m in config.channel_mults]
-        temporal = _temporal_levels(config)
+        transitions = config.level_transitions()
+        self.patch_size = config.patch_size
         ch = chans[-1]
         self.conv_in = CausalConv3d(config.latent_channels, ch, 3)
         self.mid = nn.ModuleList([ResBlock3d(ch, ch), ResBlock3d(ch, ch)])
@@ -93,9 +93,10 @@ class Decoder3d(nn.Module):
                 self.up.append(ResBlock3d(ch, chans[level]))
                 ch = chans[level]
             if level > 0:
-                self.up.append(Upsample3d(ch, temporal[level - 1]))
+                spatial, temporal = transitions[level - 1]
+                self.up.append(Upsample3d(ch, temporal, spatial))
         self.norm_out = ChannelRMSNorm(ch)
-        self.conv_out = CausalConv3d(ch, config.out_channels, 3)
+        self.conv_out = CausalConv3d(ch, config.out_channels * config.patch_size ** 2, 3)
 
     def forward(self, z: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
         # z: [B, C, T', h, w] -> video [B, 3, tf*(T'-1)+1, h*sf, w*sf]
@@ -104,7 +105,9 @@ class Decoder3d(nn.Module):
             x = layer(x, cache)
         for layer in self.up:
             x = layer(x, cache)
-        return self.conv_out(F.silu(self.norm_out(x)), cache)
+        x = self.conv_out(F.silu(self.norm_out(x)), cache)  # [B, 3p^2, T, H/p, W/p]
+        p = self.patch_size
+        return rearrange(x, "b (c p q) t h w -> b c t (h p) (w q)", p=p, q=p)
 
 
 class CausalVAE(nn.Module):

@@ -40,6 +40,56 @@ def test_spatial_factor_8_shapes():
     assert vae.decode(z).shape == (1, 3, 5, 16, 16)
 
 
+@pytest.fixture(scope="module")
+def patched_vae():
+    """Pixel-unshuffle 2 at the input, one spatial halving, two temporal halvings: the last
+    level transition halves time only (the demo model's layout)."""
+    torch.manual_seed(0)
+    cfg = VAEConfig(latent_channels=4, base_channels=8, channel_mults=(1, 2, 2), num_res_blocks=1,
+                    spatial_factor=4, temporal_factor=4, patch_size=2)
+    assert cfg.level_transitions() == [(True, True), (False, True)]
+    return CausalVAE(cfg).eval()
+
+
+@torch.no_grad()
+def test_patched_vae_shapes_causality_and_chunking(patched_vae):
+    video = _video(13, 16)
+    z = patched_vae.encode(video)
+    assert z.shape == (1, 4, 4, 4, 4)
+    assert patched_vae.decode(z).shape == (1, 3, 13, 16, 16)
+    assert torch.allclose(patched_vae.encode(video, chunk_frames=4), z, atol=1e-5)
+    assert torch.allclose(patched_vae.decode(z, chunk=1), patched_vae.decode(z), atol=1e-5)
+    later = video.clone()
+    later[:, :, 9:] = 0.3  # frames of latent frame 3 only
+    z2 = patched_vae.encode(later)
+    assert torch.equal(z2[:, :, :3], z[:, :, :3]) and not torch.allclose(z2[:, :, 3], z[:, :, 3])
+
+
+@torch.no_grad()
+def test_patched_vae_keeps_pixel_positions(patched_vae):
+    """Unshuffle and shuffle must be inverse: a change in one pixel's 2x2 cell reaches the
+    decoded output around that cell, not a mirrored or transposed place."""
+    cfg = patched_vae.config
+    assert patched_vae.encoder.conv_in.conv.in_channels == 3 * cfg.patch_size ** 2
+    assert patched_vae.decoder.conv_out.conv.out_channels == 3 * cfg.patch_size ** 2
+    z = patched_vae.encode(_video(1, 32))
+    poked = z.clone()
+    poked[:, :, :, 1, 6] += 5.0  # latent cell (row 1, col 6) covers pixels rows 4-7, cols 24-27
+    diff = (patched_vae.decode(poked) - patched_vae.decode(z)).abs().sum(dim=(0, 1, 2))  # [H, W]
+    row, col = divmod(int(diff.argmax()), diff.shape[1])
+    assert abs(row - 5.5) <= 6 and abs(col - 25.5) <= 6
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"patch_size": 3}, "patch_size"),
+    ({"patch_size": 16}, "patch_size"),
+    ({"patch_size": 2, "channel_mults": (1, 2, 2, 2)}, "channel_mults needs 3"),
+])
+def test_bad_patch_configs(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        VAEConfig(**kwargs)
+
+
 @torch.no_grad()
 def test_encoder_is_causal(vae):
     video = _video(9)
