@@ -101,19 +101,32 @@ class DiTBlock(nn.Module):
         h = _modulate_split(self.norm1(x), num_video, shift1, scale1)
         x = x + _gate_split(self.attn(h, rope, key_mask), num_video, gate1)
         if face is not None:
-            xv = x[:, :num_video] + self.face(x[:, :num_video], *face, num_latent_frames)
-            x = torch.cat([xv, x[:, num_video:]], dim=1)
+            update = self.face(x[:, :num_video], *face, num_latent_frames)  # [B, Lv, D]
+            if torch.is_grad_enabled():
+                x = torch.cat([x[:, :num_video] + update, x[:, num_video:]], dim=1)
+            else:
+                x[:, :num_video] += update
         h = _modulate_split(self.norm2(x), num_video, shift2, scale2)
         return x + _gate_split(self.mlp(h), num_video, gate2)
 
 
+# Video tokens x[:, :n] take the video timestep's modulation ([:, 0]), reference tokens x[:, n:]
+# the clean t = 0 one ([:, 1]). Both helpers get a freshly computed tensor; without autograd they
+# work in place (no copies of the token stream), with autograd they build a new one.
 def _modulate_split(x: torch.Tensor, n: int, shift: torch.Tensor, scale: torch.Tensor):
-    """Video tokens x[:, :n] take shift/scale[:, 0], reference tokens x[:, n:] take [:, 1]."""
+    if not torch.is_grad_enabled():
+        x[:, :n].mul_(1 + scale[:, 0]).add_(shift[:, 0])
+        x[:, n:].mul_(1 + scale[:, 1]).add_(shift[:, 1])
+        return x
     return torch.cat([torch.addcmul(shift[:, 0], x[:, :n], 1 + scale[:, 0]),
                       torch.addcmul(shift[:, 1], x[:, n:], 1 + scale[:, 1])], dim=1)
 
 
 def _gate_split(x: torch.Tensor, n: int, gate: torch.Tensor) -> torch.Tensor:
+    if not torch.is_grad_enabled():
+        x[:, :n].mul_(gate[:, 0])
+        x[:, n:].mul_(gate[:, 1])
+        return x
     return torch.cat([x[:, :n] * gate[:, 0], x[:, n:] * gate[:, 1]], dim=1)
 
 

@@ -174,3 +174,26 @@ def test_bad_inputs_raise_clear_errors(dit):
         dit(**{**inp, "timestep": torch.tensor([0.1, 0.2, 0.3])})
     with pytest.raises(ValueError, match="patch size"):
         dit(inp["x_t"][..., :3], 0.5)
+
+
+def test_inference_fast_path_equals_the_autograd_path_and_keeps_its_input(dit):
+    """Without autograd the blocks modulate and gate in place; the result must equal the
+    autograd path's and the block's input must not change."""
+    inp = _inputs(seed=3)
+    with torch.no_grad():
+        fast = dit(**inp)
+    with torch.enable_grad():
+        slow = dit(**inp)
+    assert torch.allclose(fast, slow, atol=1e-6)
+    block = dit.blocks[0]
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(B, 10, 64, generator=g)
+    before = x.clone()
+    cond = torch.randn(B, 2, 64, generator=g)
+    rope = RoPE3D(16)(torch.randint(-2, 3, (10, 3), generator=g))
+    face = (torch.randn(B * 2, 4, 16, generator=g), None)
+    with torch.no_grad():
+        out = block(x, 8, cond, rope, None, face, 2)
+    assert torch.equal(x, before)
+    with torch.enable_grad():
+        assert torch.allclose(out, block(x, 8, cond, rope, None, face, 2), atol=1e-6)
