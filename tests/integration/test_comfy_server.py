@@ -97,21 +97,16 @@ def test_wrong_widget_value_is_refused_before_running(comfy):
     assert "width" in json.dumps(err.value.body)
 
 
-def _with_available_model(prompt: dict, info: dict) -> dict:
-    """Until the embedded demo model ships, a workflow's missing model is swapped for the random-
-    weight test model: this checks the graph's wiring, not image quality."""
-    options = info["DreamActorModelLoader"]["input"]["required"]["model_name"][1]["options"]
-    for node in prompt.values():
-        if node["class_type"] == "DreamActorModelLoader" and node["inputs"]["model_name"] not in options:
-            node["inputs"]["model_name"] = "tiny_random_test.safetensors"
-    return prompt
-
-
-def test_shipped_workflows_run_to_success(comfy):
+def test_shipped_workflows_run_to_success_on_the_embedded_model(comfy):
     info = comfy.object_info()
+    options = info["DreamActorModelLoader"]["input"]["required"]["model_name"][1]["options"]
+    assert "embedded/dreamactor_demo.safetensors" in options
     for path in sorted((ROOT / "workflows").glob("*.json")):
         workflow = json.loads(path.read_text())
-        prompt = _with_available_model(workflow_to_prompt(workflow, info), info)
+        prompt = workflow_to_prompt(workflow, info)
+        for node in prompt.values():
+            if node["class_type"] == "DreamActorModelLoader":
+                assert node["inputs"]["model_name"] == "embedded/dreamactor_demo.safetensors"
         entry = comfy.run(prompt, workflow=workflow, timeout=900)
         assert entry["status"]["status_str"] == "success", (path.name, execution_error(entry))
         saved = [item for out in entry["outputs"].values() for items in out.values()
