@@ -15,7 +15,7 @@ from dreamactor_core.eval.reenactment import EvalSettings, evaluate_clip, mean_f
 from dreamactor_core.model.bundle import DreamActorModel
 from dreamactor_core.model.motion_tokens import embedded_models
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 DEMO = Path(__file__).resolve().parents[3] / "dreamactor_core" / "embedded" / "dreamactor_demo.safetensors"
 # Measured on this clip when the model shipped (see the model card): +3.5 dB PSNR and +3.3 dB
 # moving-pixel PSNR over copying the reference. The margins guard against a regression to
