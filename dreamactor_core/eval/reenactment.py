@@ -22,7 +22,8 @@ Baselines computed in the same run, scored with the same metrics:
 * ``mouth_floor``: the mouth error of the ground-truth frames themselves (the measure's noise;
   see metrics.py for the per-frame calibration renders);
 * ``vae_psnr``: PSNR of the model's VAE reconstruction (posterior mean, encode then decode) of
-  the ground truth, the ceiling any latent generator can reach.
+  the ground truth, the ceiling any latent generator can reach; ``vae_mouth_error``: the
+  mouth error of that reconstruction (whether the latent space carries the mouth at all).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class ClipResult:
     videos: dict[str, np.ndarray]  # variant -> [T, H, W, 3] float 0..1
     scores: dict[str, dict[str, float]]  # variant -> metric -> value
     vae_psnr: float
+    vae_mouth_error: float  # mouth error of the VAE reconstruction: the latent space's ceiling
     mouth_floor: float  # calibrated mouth measure on the ground truth itself
     closed_mouth_error: float
     timings: dict[str, float] = field(default_factory=dict)
@@ -176,9 +178,12 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
                               np.nan)  # the reference's mouth, on the frames read above
     closed = metrics.mouth_error(closed_opening, clip.face["mouth_open"])
     scores = {name: score(v[:t], truth, clip, curves, settings) for name, v in videos.items()}
-    vae = metrics.psnr(vae_reconstruction(model, truth), truth)
+    recon = vae_reconstruction(model, truth)
+    recon_opening = metrics.mouth_opening(metrics.mouth_darkness(recon, clip.track), curves)
     return ClipResult(seed=seed, reference=reference, guidance=guidance, truth=truth,
-                      videos=videos, scores=scores, vae_psnr=vae, mouth_floor=floor,
+                      videos=videos, scores=scores, vae_psnr=metrics.psnr(recon, truth),
+                      vae_mouth_error=metrics.mouth_error(recon_opening, clip.face["mouth_open"]),
+                      mouth_floor=floor,
                       closed_mouth_error=closed, timings=timings)
 
 
@@ -205,6 +210,7 @@ def summarise(results: list[ClipResult], settings: EvalSettings) -> dict:
                       "closed_mouth": {"mouth_error": _mean([r.closed_mouth_error
                                                              for r in results])}},
         "vae_psnr": _mean([r.vae_psnr for r in results]),
+        "vae_mouth_error": _mean([r.vae_mouth_error for r in results]),
         "mouth_floor": _mean([r.mouth_floor for r in results]),
         "mouth_clips": sum(not math.isnan(r.closed_mouth_error) for r in results),
         "generate_s": {name: _mean([r.timings[f"generate_{name}_s"] for r in results])

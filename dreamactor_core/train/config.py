@@ -25,7 +25,8 @@ from ..model.audio_motion import AudioMotionConfig
 from ..model.config import ModelConfig, dataclass_from_dict, preset
 from ..model.face_motion import FaceMotionConfig
 
-STAGES = ("vae", "1", "2", "3", "audio")
+STAGES = ("vae", "vae_decoder", "1", "2", "3", "audio")
+LR_SCHEDULES = ("constant", "cosine")
 MIXED_PRECISION = ("auto", "bf16", "no")
 
 
@@ -43,6 +44,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     betas: tuple = (0.9, 0.999)
     warmup_steps: int = 100
+    lr_schedule: str = "constant"  # cosine: from lr after warmup down to lr * min_lr_ratio at --steps
+    min_lr_ratio: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     p_drop_ref: float = 0.1  # per-sample CFG dropout of the reference
@@ -68,6 +71,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a probability in 0..1, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in 0..1, got {self.min_lr_ratio}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, "
                              f"got {self.mixed_precision!r}")

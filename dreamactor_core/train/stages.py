@@ -2,12 +2,15 @@
 
     stage   trains                                     loss
     vae     VAE (encoder + decoder)                    L1 + MSE reconstruction + KL (small)
+    vae_decoder  VAE decoder only (latent space kept)  the same reconstruction loss
     1       DiT (minus face attention) + pose encoder  flow matching, no face tokens
     2       face-motion encoder + DiT face attention   flow matching with face tokens
     3       DiT + pose encoder + face-motion encoder   flow matching with face tokens
     audio   audio-to-motion encoder                    MSE to the frozen face encoder's tokens
 
-The VAE is trained only in its own stage ("vae", stage 0) and frozen afterwards: stages 1-3
+The VAE is trained only in its own stages and frozen afterwards; "vae_decoder" fine-tunes the
+decoder of a trained VAE with its encoder frozen, so a DiT trained on that latent space stays
+valid: stages 1-3
 encode video and reference with the frozen VAE's posterior mean (normalised latents). Before
 the first DiT stage the trainer sets the VAE's latent mean/std from data (see trainer.py).
 Face attention layers are found by module type (``dit.FaceAttention``), not by name.
@@ -62,6 +65,8 @@ def trainable_names(modules: nn.Module, stage: str) -> set[str]:
         component = name.split(".", 1)[0]
         if stage == "vae":
             keep = component == "vae"
+        elif stage == "vae_decoder":
+            keep = name.startswith("vae.decoder.")
         elif stage == "1":
             keep = component == "pose_encoder" or (component == "dit" and name not in face_attn)
         elif stage == "2":
@@ -167,7 +172,7 @@ def stage_loss(modules: nn.Module, batch: dict, draws: Draws | None, stage: str,
                config: TrainConfig):
     """(scalar loss, dict of detached extra metrics) for one local batch."""
     stage = check_stage(stage)
-    if stage == "vae":
+    if stage in ("vae", "vae_decoder"):
         return vae_loss(modules.vae, batch["video"], draws.noise, config.vae_kl_weight)
     if stage in DIT_STAGES:
         return flow_loss(modules, batch, draws, stage)

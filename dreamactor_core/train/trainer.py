@@ -13,6 +13,7 @@ a run may resume on a different number of processes: the global batch stays the 
 from __future__ import annotations
 
 import csv
+import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -216,7 +217,20 @@ class Trainer:
                           num_workers=self.config.num_workers)
 
     def lr_at(self, step: int) -> float:
-        return self.config.lr * min(1.0, (step + 1) / max(1, self.config.warmup_steps))
+        """Linear warmup, then constant or a cosine down to ``lr * min_lr_ratio`` at the run's
+        last step (``--steps``), so a short run ends annealed instead of mid-plateau."""
+        c = self.config
+        warm = min(1.0, (step + 1) / max(1, c.warmup_steps))
+        if c.lr_schedule == "constant" or step < c.warmup_steps:
+            return c.lr * warm
+        span = max(1, self.steps - c.warmup_steps)
+        progress = min(1.0, (step - c.warmup_steps) / span)
+        return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def ema_decay_at(self, step: int) -> float:
+        """The configured decay, held lower over the first steps ((1 + k) / (10 + k) at step k)
+        so that the EMA of a short run is not dominated by its initial weights."""
+        return min(self.config.ema_decay, (1 + step) / (10 + step))
 
     def train_step(self, batch: dict) -> tuple[float, float]:
         device = self.ctx.device
@@ -242,7 +256,7 @@ class Trainer:
         self.optimizer.step()
         with torch.no_grad():
             for n, p in self._trained():
-                self.ema[n].lerp_(p.detach(), 1.0 - self.config.ema_decay)
+                self.ema[n].lerp_(p.detach(), 1.0 - self.ema_decay_at(self.step))
         self.step += 1
         return mean_across_ranks(loss, self.ctx), float(grad_norm)
 

@@ -121,3 +121,24 @@ def test_bf16_autocast_and_gradient_checkpointing(tmp_path, tiny_config):
     assert all(p.dtype == torch.float32 for p in bf16.modules.parameters())  # fp32 master weights
     for r, q in zip(rows, low):
         assert float(q["loss"]) == pytest.approx(float(r["loss"]), rel=0.05)
+
+
+def test_vae_decoder_stage_keeps_the_latent_space(tmp_path, tiny_config, stage1_run):
+    modules = build_modules(tiny_config())
+    decoder = {n for n, _ in modules.named_parameters() if n.startswith("vae.decoder.")}
+    assert decoder and trainable_names(modules, "vae_decoder") == decoder
+
+    config = tiny_config(weight_decay=0.0)
+    trainer = Trainer(config, "vae_decoder", tmp_path, 2, init_from=stage1_run, device="cpu")
+    vae = trainer.modules.vae
+    stats = (vae.latent_mean.clone(), vae.latent_std.clone())
+    video = collate([trainer.dataset[0]])["video"]
+    with torch.no_grad():
+        latent_before = vae.encode(video)
+    before = snapshot(trainer.modules)
+    trainer.run()
+    moved = changed(before, trainer.modules)
+    assert moved and moved <= decoder
+    with torch.no_grad():  # the encoder and the latent normalisation are untouched
+        assert torch.equal(vae.encode(video), latent_before)
+    assert torch.equal(vae.latent_mean, stats[0]) and torch.equal(vae.latent_std, stats[1])
