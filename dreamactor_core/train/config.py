@@ -53,6 +53,7 @@ class TrainConfig:
     timestep_shift: float = 1.0
     logit_normal: bool = True
     vae_kl_weight: float = 1e-4  # per latent element, against L1 + MSE per pixel
+    vae_head_weight: float = 0.0  # extra reconstruction weight on head pixels (stages.head_weight)
     latent_stats_clips: int = 8  # clips used to set the VAE's latent mean/std before DiT stages
     mixed_precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     gradient_checkpointing: bool = False
@@ -71,6 +72,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a probability in 0..1, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not (math.isfinite(self.vae_head_weight) and self.vae_head_weight >= 0):
+            raise ValueError(f"vae_head_weight must be a number >= 0, got {self.vae_head_weight}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:

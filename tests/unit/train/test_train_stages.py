@@ -128,7 +128,7 @@ def test_vae_decoder_stage_keeps_the_latent_space(tmp_path, tiny_config, stage1_
     decoder = {n for n, _ in modules.named_parameters() if n.startswith("vae.decoder.")}
     assert decoder and trainable_names(modules, "vae_decoder") == decoder
 
-    config = tiny_config(weight_decay=0.0)
+    config = tiny_config(weight_decay=0.0, vae_head_weight=4.0)
     trainer = Trainer(config, "vae_decoder", tmp_path, 2, init_from=stage1_run, device="cpu")
     vae = trainer.modules.vae
     stats = (vae.latent_mean.clone(), vae.latent_std.clone())
@@ -142,3 +142,32 @@ def test_vae_decoder_stage_keeps_the_latent_space(tmp_path, tiny_config, stage1_
     with torch.no_grad():  # the encoder and the latent normalisation are untouched
         assert torch.equal(vae.encode(video), latent_before)
     assert torch.equal(vae.latent_mean, stats[0]) and torch.equal(vae.latent_std, stats[1])
+
+
+def test_head_weight_covers_the_head_sphere_and_its_rim():
+    from dreamactor_core.train.stages import head_weight
+
+    guidance = torch.zeros(1, 6, 2, 16, 16)
+    guidance[0, 0, :, 0:4, 0:4] = 1.0  # a skeleton limb: not the head
+    guidance[0, 4, 1, 8:10, 8:10] = 0.5  # the head sphere, in frame 1 only
+    w = head_weight(guidance, 3.0)
+    assert w.shape == (1, 1, 2, 16, 16)
+    assert torch.equal(w[0, 0, 0], torch.ones(16, 16))  # no head in frame 0
+    assert (w[0, 0, 1, 6:12, 6:12] == 4.0).all()  # the head grown by 2 pixels
+    assert w[0, 0, 1].sum() == 256 + 3.0 * 36
+
+
+def test_weighted_vae_loss_reduces_to_the_plain_one(tiny_config):
+    from dreamactor_core.train.stages import vae_loss
+
+    modules = build_modules(tiny_config())
+    video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    noise = torch.randn(1, 4, 2, 8, 8)
+    with torch.no_grad():
+        plain, _ = vae_loss(modules.vae, video, noise, 1e-4)
+        ones, _ = vae_loss(modules.vae, video, noise, 1e-4, torch.ones(1, 1, 5, 32, 32))
+        double, logged = vae_loss(modules.vae, video, noise, 0.0, torch.full((1, 1, 5, 32, 32), 2.0))
+    assert torch.allclose(plain, ones)
+    assert torch.allclose(double, 2 * (logged["l1"] + logged["mse"]))
+    with pytest.raises(ValueError, match="vae_head_weight"):
+        tiny_config(vae_head_weight=-1.0)
