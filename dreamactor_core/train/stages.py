@@ -9,10 +9,9 @@
     3       DiT + pose encoder + face-motion encoder   flow matching with face tokens
     audio   audio-to-motion encoder                    MSE to the frozen face encoder's tokens
 
-The VAE is trained only in its own stages and frozen afterwards; "vae_decoder" fine-tunes the
-decoder of a trained VAE with its encoder frozen, so a DiT trained on that latent space stays
-valid: stages 1-3
-encode video and reference with the frozen VAE's posterior mean (normalised latents). Before
+The VAE is trained only in its own stages and frozen afterwards: stages 1-3 encode video and
+reference with the frozen VAE's posterior mean (normalised latents). "vae_decoder" fine-tunes
+only the decoder, so a DiT trained on that latent space stays valid. Before
 the first DiT stage the trainer sets the VAE's latent mean/std from data (see trainer.py).
 Face attention layers are found by module type (``dit.FaceAttention``), not by name.
 
