@@ -127,7 +127,10 @@ def _fmt(shape) -> str:
     return "[" + ", ".join(str(int(s)) for s in shape) + "]"
 
 
-def _load_component(reader: _Reader, name: str | None, module: nn.Module) -> None:
+def _load_component(reader: _Reader, name: str | None, module: nn.Module,
+                    partial: bool = False) -> list[str]:
+    """Loads ``module`` strictly; with ``partial`` a tensor whose shape differs keeps the
+    module's current value instead of raising. Returns the keys kept that way."""
     prefix = "" if name is None else f"{name}."
     expected = module.state_dict()
     found = {k[len(prefix):]: k for k in reader.shapes if k.startswith(prefix)}
@@ -144,15 +147,22 @@ def _load_component(reader: _Reader, name: str | None, module: nn.Module) -> Non
         raise ValueError(f"{reader.path}: unexpected tensor '{key}' (found shape "
                          f"{_fmt(reader.shapes[key])}) that the model does not have"
                          + (f", and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
+    kept = []
     for k, target in expected.items():
         shape = reader.shapes[found[k]]
         if shape != tuple(target.shape):
+            if partial:
+                kept.append(prefix + k)
+                continue
             raise ValueError(f"{reader.path}: tensor '{found[k]}' has shape {_fmt(shape)}, expected "
                              f"{_fmt(target.shape)}; the file was saved with a different config")
-    loaded = reader.tensors([found[k] for k in expected])
-    state = {k: loaded[found[k]].to(target.dtype) if target.is_floating_point() else loaded[found[k]]
+    kept_keys = {k[len(prefix):] for k in kept}
+    loaded = reader.tensors([found[k] for k in expected if k not in kept_keys])
+    state = {k: (target if k in kept_keys else
+                 loaded[found[k]].to(target.dtype) if target.is_floating_point() else loaded[found[k]])
              for k, target in expected.items()}
     module.load_state_dict(state, strict=True)
+    return kept
 
 
 def load_into(path: str | os.PathLike, modules: Mapping[str, nn.Module]) -> dict[str, str]:
@@ -176,11 +186,20 @@ def load_component(path: str | os.PathLike, name: str, module: nn.Module) -> nn.
     """Loads one component (tensors ``<name>.*``) from a bundle or single-component file; other
     components in the file are ignored. A plain safetensors state dict without the bundle
     format (no prefix) is accepted too."""
+    load_component_partial(path, name, module, partial=False)
+    return module
+
+
+def load_component_partial(path: str | os.PathLike, name: str, module: nn.Module,
+                           partial: bool = True) -> list[str]:
+    """load_component, except that (with ``partial``) tensors stored with another shape keep
+    the module's own values: warm-starting a model whose config changed in a few layers (e.g.
+    a DiT for a VAE with more latent channels: only its latent in/out layers differ). Every
+    tensor must still be present and none unexpected. Returns the keys not loaded."""
     reader = _Reader(path)
     bare = (reader.metadata.get("format") != FORMAT
             and not any(k.startswith(f"{name}.") for k in reader.shapes))
-    _load_component(reader, None if bare else name, module)
-    return module
+    return _load_component(reader, None if bare else name, module, partial)
 
 
 def load_bundle(path: str | os.PathLike, extra_modules: Mapping[str, nn.Module] | None = None,

@@ -1,5 +1,6 @@
 """CLI: ``python -m dreamactor_core.train --config X.json --stage 1 --steps N --out DIR
-[--resume] [--init PATH] [--fsdp] [--device auto|cpu|cuda]`` (see __init__.py for torchrun)."""
+[--resume] [--init PATH[:components]]... [--init-partial] [--fsdp] [--device auto|cpu|cuda]``
+(see __init__.py for torchrun)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="run folder: checkpoints/, metrics.csv")
     parser.add_argument("--resume", action="store_true",
                         help="continue from --out's latest checkpoint")
-    parser.add_argument("--init", help="weights to start from: a model/ema .safetensors file or "
-                                       "a previous stage's run folder")
+    parser.add_argument("--init", action="append",
+                        help="weights to start from: a model/ema .safetensors file or a previous "
+                             "stage's run folder, optionally with ':comp1,comp2' to take only "
+                             "those components (vae, pose_encoder, dit, face_encoder, "
+                             "audio_encoder); repeat it to combine files, later ones win")
+    parser.add_argument("--init-partial", action="store_true",
+                        help="tensors whose shape differs from the model (e.g. the DiT's latent "
+                             "in/out layers after a VAE with other latent_channels) keep their "
+                             "fresh initialisation instead of failing")
     parser.add_argument("--fsdp", action="store_true", help="shard with FSDP instead of DDP")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     return parser.parse_args(argv)
@@ -36,7 +44,8 @@ def main(argv=None) -> int:
         if args.fsdp:
             config.fsdp = True
         trainer = Trainer(config, args.stage, args.out, args.steps, resume=args.resume,
-                          init_from=args.init, device=args.device)
+                          init_from=args.init, device=args.device,
+                          init_partial=args.init_partial)
         rows = trainer.run()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -54,6 +54,9 @@ class TrainConfig:
     logit_normal: bool = True
     vae_kl_weight: float = 1e-4  # per latent element, against L1 + MSE per pixel
     vae_head_weight: float = 0.0  # extra reconstruction weight on head pixels (stages.head_weight)
+    # Reconstruction weight of frame 0, which the causal VAE encodes alone (as it does every
+    # reference image); temporal_factor makes each latent frame count the same (stages.vae_weight).
+    vae_first_frame_weight: float = 1.0
     latent_stats_clips: int = 8  # clips used to set the VAE's latent mean/std before DiT stages
     mixed_precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     gradient_checkpointing: bool = False
@@ -74,6 +77,9 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not (math.isfinite(self.vae_head_weight) and self.vae_head_weight >= 0):
             raise ValueError(f"vae_head_weight must be a number >= 0, got {self.vae_head_weight}")
+        if not (math.isfinite(self.vae_first_frame_weight) and self.vae_first_frame_weight > 0):
+            raise ValueError("vae_first_frame_weight must be a number > 0, got "
+                             f"{self.vae_first_frame_weight}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:

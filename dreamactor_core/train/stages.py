@@ -137,6 +137,21 @@ def head_weight(guidance: torch.Tensor, extra: float) -> torch.Tensor:
     return 1.0 + extra * head
 
 
+def vae_weight(guidance: torch.Tensor, head_extra: float, first_frame: float
+               ) -> torch.Tensor | None:
+    """[B, 6, T, H, W] guidance -> [B, 1, T, H, W] per-pixel reconstruction weight (head_weight
+    times ``first_frame`` on frame 0), or None when both are neutral. Frame 0 is one pixel frame
+    in T but a whole latent frame, and the one every reference image goes through: at weight 1
+    a 17-frame clip gives it 1/17 of the loss and it reconstructs several dB worse."""
+    if head_extra == 0 and first_frame == 1:
+        return None
+    weight = head_weight(guidance, head_extra)  # [B, 1, T, H, W]
+    if first_frame != 1:
+        weight = weight.clone()
+        weight[:, :, 0] *= first_frame
+    return weight
+
+
 def vae_loss(vae: nn.Module, video: torch.Tensor, noise: torch.Tensor, kl_weight: float,
              weight: torch.Tensor | None = None):
     """L1 + MSE (each optionally weighted per pixel by ``weight`` [B, 1, T, H, W]) + KL; the
@@ -189,8 +204,8 @@ def stage_loss(modules: nn.Module, batch: dict, draws: Draws | None, stage: str,
     """(scalar loss, dict of detached extra metrics) for one local batch."""
     stage = check_stage(stage)
     if stage in ("vae", "vae_decoder"):
-        weight = (head_weight(batch["guidance"], config.vae_head_weight)
-                  if config.vae_head_weight > 0 else None)
+        weight = vae_weight(batch["guidance"], config.vae_head_weight,
+                            config.vae_first_frame_weight)
         return vae_loss(modules.vae, batch["video"], draws.noise, config.vae_kl_weight, weight)
     if stage in DIT_STAGES:
         return flow_loss(modules, batch, draws, stage)

@@ -26,7 +26,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_optimizer_state_dict)
 from torch.utils.data import DataLoader
 
-from ..model.weights import load_component
+from ..model.weights import load_component_partial
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .datasets import SyntheticClipDataset, collate
@@ -61,11 +61,26 @@ def make_dataset(config: TrainConfig, stage: str, ctx: DistContext | None = None
     return dataset
 
 
-def load_init(modules: TrainModules, path: str | Path) -> list[str]:
-    """Loads every component stored in ``path`` into ``modules``; returns the loaded component
-    names. ``path`` is a .safetensors bundle (a checkpoint's model.safetensors or
-    ema.safetensors), or a run / checkpoints / step folder, whose newest checkpoint's raw
-    (non-EMA) weights are used: pass the ema.safetensors file to start from the EMA instead."""
+def parse_init(spec: str | Path) -> tuple[Path, list[str] | None]:
+    """``PATH`` or ``PATH:comp1,comp2`` -> (path, the components to take from it or None = all)."""
+    text = str(spec)
+    head, sep, tail = text.rpartition(":")
+    if sep and head and tail and all(c in COMPONENTS for c in tail.split(",")):
+        return Path(head), tail.split(",")
+    if sep and head and Path(head).exists() and not Path(text).exists():
+        raise ValueError(f"--init {text}: {tail!r} is not a list of components; choose from "
+                         f"{', '.join(COMPONENTS)} (comma-separated, e.g. {head}:dit,pose_encoder)")
+    return Path(text), None
+
+
+def load_init(modules: TrainModules, path: str | Path, components: list[str] | None = None,
+              partial: bool = False) -> list[str]:
+    """Loads every component stored in ``path`` (or only ``components``) into ``modules``;
+    returns the loaded component names. ``path`` is a .safetensors bundle (a checkpoint's
+    model.safetensors or ema.safetensors), or a run / checkpoints / step folder, whose newest
+    checkpoint's raw (non-EMA) weights are used: pass the ema.safetensors file to start from
+    the EMA instead. With ``partial``, tensors stored with another shape keep their fresh
+    initialisation (weights.load_component_partial) and are printed."""
     path = Path(path)
     if path.is_dir():
         folder = (path if ckpt.is_complete(path) else
@@ -78,18 +93,37 @@ def load_init(modules: TrainModules, path: str | Path) -> list[str]:
         raise ValueError(f"--init {path} does not exist")
     with safe_open(str(path), framework="pt", device="cpu") as f:
         present = {k.split(".", 1)[0] for k in f.keys()}
-    loaded = [name for name in COMPONENTS if name in present]
+    wanted = COMPONENTS if components is None else components
+    missing = [name for name in wanted if name not in present]
+    if components is not None and missing:
+        raise ValueError(f"--init {path}: it holds no {missing[0]!r} (it has {sorted(present)})")
+    loaded = [name for name in COMPONENTS if name in present and name in wanted]
     if not loaded:
         raise ValueError(f"--init {path} holds none of the components {COMPONENTS}")
     for name in loaded:
-        load_component(path, name, getattr(modules, name))
+        kept = load_component_partial(path, name, getattr(modules, name), partial)
+        if kept:
+            print(f"--init {path}: {len(kept)} tensor(s) of {name} have another shape there and "
+                  f"keep their fresh initialisation: {', '.join(kept)}", flush=True)
+    return loaded
+
+
+def load_inits(modules: TrainModules, specs, partial: bool = False) -> list[str]:
+    """Applies ``--init`` specs (see parse_init) in order, later ones overriding earlier ones."""
+    if isinstance(specs, (str, Path)):
+        specs = [specs]
+    loaded = []
+    for spec in specs:
+        path, components = parse_init(spec)
+        loaded += load_init(modules, path, components, partial)
     return loaded
 
 
 class Trainer:
     def __init__(self, config: TrainConfig, stage, out_dir: str | Path, steps: int,
-                 resume: bool = False, init_from: str | Path | None = None, dataset=None,
-                 device: str = "auto", ctx: DistContext | None = None):
+                 resume: bool = False, init_from=None, dataset=None,
+                 device: str = "auto", ctx: DistContext | None = None,
+                 init_partial: bool = False):
         if steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
         self.config, self.stage, self.steps = config, check_stage(stage), int(steps)
@@ -101,14 +135,14 @@ class Trainer:
             raise ValueError(f"{self.out} already holds checkpoints ({found.name}); pass --resume "
                              "to continue that run or choose a new --out folder")
 
-        if self.stage in ("2", "audio") and init_from is None and not resume:
+        if self.stage in ("2", "audio") and not init_from and not resume:
             raise ValueError(f"stage {self.stage} trains only the motion encoders on top of a "
                              "trained model (a fresh DiT's zero-initialised output passes no "
                              "gradient to them): start it from a previous stage with "
                              "--init RUN_DIR")
         self.modules = build_modules(config, self.ctx.device)
-        if init_from is not None:
-            load_init(self.modules, init_from)
+        if init_from:
+            load_inits(self.modules, init_from, init_partial)
         self.trainable = freeze_for_stage(self.modules, self.stage)
         if dataset is None:
             dataset = make_dataset(config, self.stage, self.ctx)

@@ -171,3 +171,26 @@ def test_weighted_vae_loss_reduces_to_the_plain_one(tiny_config):
     assert torch.allclose(double, 2 * (logged["l1"] + logged["mse"]))
     with pytest.raises(ValueError, match="vae_head_weight"):
         tiny_config(vae_head_weight=-1.0)
+
+
+def test_first_frame_weight_scales_frame_zero_only():
+    from dreamactor_core.train.stages import vae_weight
+
+    guidance = torch.zeros(2, 6, 5, 16, 16)
+    guidance[:, 4, :, 8:10, 8:10] = 0.5  # the head sphere in every frame
+    assert vae_weight(guidance, 0.0, 1.0) is None  # neutral: the plain loss
+    w = vae_weight(guidance, 3.0, 4.0)
+    head = vae_weight(guidance, 3.0, 1.0)
+    assert w.shape == head.shape == (2, 1, 5, 16, 16)
+    assert torch.equal(w[:, :, 0], 4.0 * head[:, :, 0])
+    assert torch.equal(w[:, :, 1:], head[:, :, 1:])
+    assert w[0, 0, 0, 0, 0] == 4.0 and w[0, 0, 0, 8, 8] == 16.0
+    only_first = vae_weight(guidance, 0.0, 5.0)
+    assert torch.equal(only_first[:, :, 1:], torch.ones(2, 1, 4, 16, 16))
+    assert (only_first[:, :, 0] == 5.0).all()
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
+def test_first_frame_weight_must_be_positive(tiny_config, bad):
+    with pytest.raises(ValueError, match="vae_first_frame_weight"):
+        tiny_config(vae_first_frame_weight=bad)
