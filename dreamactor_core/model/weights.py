@@ -147,22 +147,21 @@ def _load_component(reader: _Reader, name: str | None, module: nn.Module,
         raise ValueError(f"{reader.path}: unexpected tensor '{key}' (found shape "
                          f"{_fmt(reader.shapes[key])}) that the model does not have"
                          + (f", and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
-    kept = []
+    kept = set()
     for k, target in expected.items():
         shape = reader.shapes[found[k]]
         if shape != tuple(target.shape):
             if partial:
-                kept.append(prefix + k)
+                kept.add(k)
                 continue
             raise ValueError(f"{reader.path}: tensor '{found[k]}' has shape {_fmt(shape)}, expected "
                              f"{_fmt(target.shape)}; the file was saved with a different config")
-    kept_keys = {k[len(prefix):] for k in kept}
-    loaded = reader.tensors([found[k] for k in expected if k not in kept_keys])
-    state = {k: (target if k in kept_keys else
+    loaded = reader.tensors([found[k] for k in expected if k not in kept])
+    state = {k: (target if k in kept else
                  loaded[found[k]].to(target.dtype) if target.is_floating_point() else loaded[found[k]])
              for k, target in expected.items()}
     module.load_state_dict(state, strict=True)
-    return kept
+    return [prefix + k for k in expected if k in kept]
 
 
 def load_into(path: str | os.PathLike, modules: Mapping[str, nn.Module]) -> dict[str, str]:
