@@ -181,24 +181,29 @@ def load_into(path: str | os.PathLike, modules: Mapping[str, nn.Module]) -> dict
     return reader.metadata
 
 
+def _component_prefix(reader: _Reader, name: str) -> str | None:
+    """``name``, or None for a plain state dict without the bundle format (no prefix)."""
+    bare = (reader.metadata.get("format") != FORMAT
+            and not any(k.startswith(f"{name}.") for k in reader.shapes))
+    return None if bare else name
+
+
 def load_component(path: str | os.PathLike, name: str, module: nn.Module) -> nn.Module:
     """Loads one component (tensors ``<name>.*``) from a bundle or single-component file; other
     components in the file are ignored. A plain safetensors state dict without the bundle
     format (no prefix) is accepted too."""
-    load_component_partial(path, name, module, partial=False)
+    reader = _Reader(path)
+    _load_component(reader, _component_prefix(reader, name), module)
     return module
 
 
-def load_component_partial(path: str | os.PathLike, name: str, module: nn.Module,
-                           partial: bool = True) -> list[str]:
-    """load_component, except that (with ``partial``) tensors stored with another shape keep
-    the module's own values: warm-starting a model whose config changed in a few layers (e.g.
-    a DiT for a VAE with more latent channels: only its latent in/out layers differ). Every
-    tensor must still be present and none unexpected. Returns the keys not loaded."""
+def load_component_partial(path: str | os.PathLike, name: str, module: nn.Module) -> list[str]:
+    """load_component, except that tensors stored with another shape keep the module's own
+    values: warm-starting a model whose config changed in a few layers (e.g. a DiT for a VAE
+    with more latent channels: only its latent in/out layers differ). Every tensor must still
+    be present and none unexpected. Returns the keys not loaded."""
     reader = _Reader(path)
-    bare = (reader.metadata.get("format") != FORMAT
-            and not any(k.startswith(f"{name}.") for k in reader.shapes))
-    return _load_component(reader, None if bare else name, module, partial)
+    return _load_component(reader, _component_prefix(reader, name), module, partial=True)
 
 
 def load_bundle(path: str | os.PathLike, extra_modules: Mapping[str, nn.Module] | None = None,

@@ -26,7 +26,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_optimizer_state_dict)
 from torch.utils.data import DataLoader
 
-from ..model.weights import load_component_partial
+from ..model.weights import load_component, load_component_partial
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .datasets import SyntheticClipDataset, collate
@@ -93,15 +93,19 @@ def load_init(modules: TrainModules, path: str | Path, components: list[str] | N
         raise ValueError(f"--init {path} does not exist")
     with safe_open(str(path), framework="pt", device="cpu") as f:
         present = {k.split(".", 1)[0] for k in f.keys()}
-    wanted = COMPONENTS if components is None else components
-    missing = [name for name in wanted if name not in present]
-    if components is not None and missing:
-        raise ValueError(f"--init {path}: it holds no {missing[0]!r} (it has {sorted(present)})")
-    loaded = [name for name in COMPONENTS if name in present and name in wanted]
+    if components is not None:
+        missing = [name for name in components if name not in present]
+        if missing:
+            raise ValueError(f"--init {path}: it holds no {missing[0]!r} (it has {sorted(present)})")
+    loaded = [name for name in COMPONENTS
+              if name in present and (components is None or name in components)]
     if not loaded:
         raise ValueError(f"--init {path} holds none of the components {COMPONENTS}")
     for name in loaded:
-        kept = load_component_partial(path, name, getattr(modules, name), partial)
+        if not partial:
+            load_component(path, name, getattr(modules, name))
+            continue
+        kept = load_component_partial(path, name, getattr(modules, name))
         if kept:
             print(f"--init {path}: {len(kept)} tensor(s) of {name} have another shape there and "
                   f"keep their fresh initialisation: {', '.join(kept)}", flush=True)
