@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import dit
+from . import dit, train_step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,12 +21,16 @@ def main(argv: list[str] | None = None) -> int:
                         add_help=False)
     dit.add_arguments(commands.add_parser(
         "dit", help="our DiT blocks vs ComfyUI's Wan DiT, attention extras, GFLOP/s, RSS"))
+    train_step.add_arguments(commands.add_parser(
+        "train", help="one training step per stage, fp32 beside bf16 autocast"))
     dit.add_rss_worker_arguments(commands.add_parser(
         "rss-worker", help="(internal) one generation in this process; prints peak RSS JSON"))
     args = parser.parse_args(argv)
     try:
         if args.command == "dit":
             return dit.run(args)
+        if args.command == "train":
+            return train_step.run(args)
         return dit.rss_worker(args)
     except ValueError as exc:  # bad options or a missing ComfyUI: a message, not a traceback
         print(f"error: {exc}", file=sys.stderr)

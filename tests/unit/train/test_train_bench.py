@@ -1,0 +1,54 @@
+"""The training-step benchmark (fp32 beside bf16 autocast) and the CLI's --mixed-precision."""
+
+import json
+
+import pytest
+
+from dreamactor_core.bench.__main__ import main as bench_main
+from dreamactor_core.train.__main__ import main as train_main
+
+
+@pytest.fixture
+def config_file(tmp_path, tiny_config):
+    path = tmp_path / "tiny.json"
+    path.write_text(tiny_config().to_json())
+    return path
+
+
+def test_bench_times_both_precisions_on_the_same_step(config_file, capsys):
+    code = bench_main(["train", "--config", str(config_file), "--init", "", "--stages", "vae", "3",
+                       "--repeats", "1", "--threads", "1"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0
+    assert out[1].split() == ["stage", "batch", "fp32", "ms", "bf16", "ms", "speed-up", "fp32",
+                              "loss", "bf16", "loss", "rel.", "diff"]
+    result = json.loads(out[-1])
+    assert set(result["stages"]) == {"vae", "3"}
+    for stage in result["stages"].values():
+        assert stage["batch"] == "2x5"
+        assert stage["no"]["ms"] > 0 and stage["bf16"]["ms"] > 0
+        assert stage["speedup"] == pytest.approx(stage["no"]["ms"] / stage["bf16"]["ms"])
+        # same weights, same batch, same draws: bf16 moves the loss by rounding only
+        assert stage["no"]["first_loss"] > 0
+        assert stage["loss_rel_diff"] < 0.05
+    assert isinstance(result["cpu"]["amx_tile"], bool)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--repeats", "0"], "--repeats must be >= 1"),
+    (["--stages", "7"], "stage must be one of"),
+    (["--stages", "audio", "--init", ""], "stage audio needs trained weights"),
+    (["--init", "/nonexistent.safetensors"], "--init /nonexistent.safetensors does not exist"),
+])
+def test_bench_bad_options_are_clear_errors(config_file, capsys, args, message):
+    assert bench_main(["train", "--config", str(config_file), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_cli_mixed_precision_overrides_the_config(config_file, tmp_path):
+    out = tmp_path / "run"
+    assert train_main(["--config", str(config_file), "--stage", "vae", "--steps", "1",
+                       "--out", str(out), "--device", "cpu", "--mixed-precision", "bf16"]) == 0
+    assert json.loads((out / "train_config.json").read_text())["mixed_precision"] == "bf16"
+
