@@ -42,7 +42,6 @@ import json
 import math
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -57,6 +56,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from ..model.config import DiTConfig, preset
 from ..model.dit import DreamActorDiT, face_windows
+from .timing import time_calls
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,24 +128,12 @@ class PeakTensorMemory(TorchDispatchMode):
         return out
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(fn: Callable[[], Any], repeats: int, device: torch.device) -> dict[str, float]:
-    """Best (ms) and median (median_ms) wall time of fn() and its peak tensor memory (MB).
-
-    Ratios use the best time: on a shared machine it is the least disturbed by other work."""
+    """Best (ms) and median (median_ms) wall time of fn() (timing.time_calls, after one
+    warm-up call) and its peak tensor memory (MB)."""
     with torch.no_grad():
         fn()  # warm-up
-        _sync(device)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            times.append(time.perf_counter() - start)
+        timed = time_calls(fn, repeats, device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
             base = torch.cuda.memory_allocated(device)
@@ -155,8 +143,7 @@ def measure(fn: Callable[[], Any], repeats: int, device: torch.device) -> dict[s
             with PeakTensorMemory() as tracker:
                 fn()
             peak = tracker.peak
-    return {"ms": 1e3 * min(times), "median_ms": 1e3 * statistics.median(times),
-            "peak_mb": peak / 2**20}
+    return {**timed, "peak_mb": peak / 2**20}
 
 
 def _cpu_sdpa_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:

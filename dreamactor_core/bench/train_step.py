@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from ..train.config import STAGES, TrainConfig
 from ..train.datasets import collate
 from ..train.stages import check_stage
 from ..train.trainer import Trainer, make_dataset
+from .timing import time_calls
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "dreamactor_core" / "train" / "configs" / "demo_64.json"
@@ -62,31 +61,19 @@ def _check_args(args) -> None:
         raise ValueError(f"--init {args.init} does not exist; pass '' for random weights")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def bench_stage(config: TrainConfig, stage: str, init: str, dataset, batch: dict,
                 repeats: int, device: str) -> dict:
     """{precision: {"ms", "median_ms", "first_loss"}} for one stage."""
     out = {}
     for precision in PRECISIONS:
         with tempfile.TemporaryDirectory() as tmp:
-            trainer = Trainer(replace(config, mixed_precision=precision), stage, tmp, steps=repeats + 1, init_from=init or None,
-                              dataset=dataset, device=device)
+            trainer = Trainer(replace(config, mixed_precision=precision), stage, tmp,
+                              steps=repeats + 1, init_from=init or None, dataset=dataset,
+                              device=device)
             trainer.modules.train()
-            dev = trainer.ctx.device
-            first_loss, _ = trainer.train_step(batch)
-            times = []
-            for _ in range(repeats):
-                _sync(dev)
-                start = time.perf_counter()
-                trainer.train_step(batch)
-                _sync(dev)
-                times.append((time.perf_counter() - start) * 1000)
-        out[precision] = {"ms": min(times), "median_ms": statistics.median(times),
-                          "first_loss": float(first_loss)}
+            first_loss, _ = trainer.train_step(batch)  # also the warm-up
+            timed = time_calls(lambda: trainer.train_step(batch), repeats, trainer.ctx.device)
+        out[precision] = {**timed, "first_loss": float(first_loss)}
     return out
 
 

@@ -51,4 +51,3 @@ def test_cli_mixed_precision_overrides_the_config(config_file, tmp_path):
     assert train_main(["--config", str(config_file), "--stage", "vae", "--steps", "1",
                        "--out", str(out), "--device", "cpu", "--mixed-precision", "bf16"]) == 0
     assert json.loads((out / "train_config.json").read_text())["mixed_precision"] == "bf16"
-
