@@ -163,6 +163,12 @@ class CausalVAE(nn.Module):
         self.latent_mean.copy_(mean)
         self.latent_std.copy_(std)
 
+    @torch.no_grad()
+    def reset_latent_stats(self) -> None:
+        """Back to mean 0 / std 1 (unset): for an encoder whose latent space has moved."""
+        self.latent_mean.zero_()
+        self.latent_std.fill_(1.0)
+
     # -- encode / decode ----------------------------------------------------------------------
     def encode_distribution(self, video: torch.Tensor,
                             chunk_frames: int | None = None) -> DiagonalGaussian:

@@ -161,6 +161,14 @@ class Trainer:
             raise ValueError(f"the checkpoint in {self.out} is from stage "
                              f"{state['trainer_state']['stage']}, not {self.stage}; resume with "
                              f"--stage {state['trainer_state']['stage']} or start a new --out")
+        if state is None and self.stage == "vae" and not self._latent_stats_unset():
+            # Training the encoder moves the latent space, so statistics measured on the old
+            # encoder (e.g. from an --init of a trained model) would mis-scale every later DiT
+            # stage; unset, they are re-measured when the next DiT stage starts.
+            self.modules.vae.reset_latent_stats()
+            if self.ctx.is_main:
+                print("vae stage: latent mean/std reset; the next DiT stage re-measures them "
+                      "on the retrained encoder")
         if state is None and self.stage in DIT_STAGES and self._latent_stats_unset():
             count = min(config.latent_stats_clips, len(self.dataset))
             videos = [self.dataset[i]["video"] for i in range(count)]

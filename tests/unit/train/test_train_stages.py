@@ -194,3 +194,28 @@ def test_first_frame_weight_scales_frame_zero_only():
 def test_first_frame_weight_must_be_positive(tiny_config, bad):
     with pytest.raises(ValueError, match="vae_first_frame_weight"):
         tiny_config(vae_first_frame_weight=bad)
+
+
+def test_vae_stage_resets_latent_stats_and_the_next_dit_stage_remeasures(tmp_path, tiny_config,
+                                                                         stage1_run):
+    # stage1_run measured its latent stats on its encoder; retraining that encoder moves the
+    # latent space, so a DiT stage after it must not reuse them.
+    measured = Trainer(tiny_config(), "1", tmp_path / "probe", 1, init_from=stage1_run,
+                       device="cpu").modules.vae
+    assert not torch.equal(measured.latent_std, torch.ones_like(measured.latent_std))
+
+    vae_run = Trainer(tiny_config(), "vae", tmp_path / "vae", 2, init_from=stage1_run,
+                      device="cpu")
+    assert torch.equal(vae_run.modules.vae.latent_mean, torch.zeros_like(measured.latent_mean))
+    assert torch.equal(vae_run.modules.vae.latent_std, torch.ones_like(measured.latent_std))
+    vae_run.run()
+
+    dit_run = Trainer(tiny_config(), "1", tmp_path / "dit", 1, init_from=tmp_path / "vae",
+                      device="cpu")
+    vae = dit_run.modules.vae
+    assert not torch.equal(vae.latent_std, torch.ones_like(vae.latent_std))
+    assert not torch.allclose(vae.latent_std, measured.latent_std)  # measured on the new encoder
+    video = collate([dit_run.dataset[i] for i in range(2)])["video"]
+    with torch.no_grad():
+        latent = vae.encode(video)  # [B, C, T', h, w], normalised with the new stats
+    assert latent.std().item() == pytest.approx(1.0, abs=0.35)
