@@ -17,11 +17,12 @@ from dreamactor_core.model.motion_tokens import embedded_models
 
 torch.set_num_threads(1)
 DEMO = Path(__file__).resolve().parents[3] / "dreamactor_core" / "embedded" / "dreamactor_demo.safetensors"
-# Measured on this clip when the model shipped (see the model card): +3.5 dB PSNR and +3.3 dB
-# moving-pixel PSNR over copying the reference. The margins guard against a regression to
-# "copy the reference" (0 dB), not against small numerical drift.
-PSNR_MARGIN = 2.0
-MOVING_MARGIN = 2.0
+# Measured on this clip when the model shipped (see the model card): +7.8 dB PSNR and +7.4 dB
+# moving-pixel PSNR over copying the reference (+7.6 dB PSNR with the audio driver); the
+# session-2 model gave +3.5 / +3.3. The margins guard against a regression to such a model or
+# to "copy the reference" (0 dB), not against small numerical drift.
+PSNR_MARGIN = 5.0
+MOVING_MARGIN = 5.0
 
 
 @pytest.fixture(scope="module")
