@@ -163,9 +163,14 @@ class CausalVAE(nn.Module):
         self.latent_mean.copy_(mean)
         self.latent_std.copy_(std)
 
+    @property
+    def has_latent_stats(self) -> bool:
+        """False while the stats are unset (mean 0, std 1: a fresh VAE or a reset one)."""
+        return not bool((self.latent_mean == 0).all() and (self.latent_std == 1).all())
+
     @torch.no_grad()
     def reset_latent_stats(self) -> None:
-        """Back to mean 0 / std 1 (unset): for an encoder whose latent space has moved."""
+        """Back to unset (mean 0, std 1): for an encoder whose latent space has moved."""
         self.latent_mean.zero_()
         self.latent_std.fill_(1.0)
 

@@ -161,7 +161,7 @@ class Trainer:
             raise ValueError(f"the checkpoint in {self.out} is from stage "
                              f"{state['trainer_state']['stage']}, not {self.stage}; resume with "
                              f"--stage {state['trainer_state']['stage']} or start a new --out")
-        if state is None and self.stage == "vae" and not self._latent_stats_unset():
+        if state is None and self.stage == "vae" and self.modules.vae.has_latent_stats:
             # Training the encoder moves the latent space, so statistics measured on the old
             # encoder (e.g. from an --init of a trained model) would mis-scale every later DiT
             # stage; unset, they are re-measured when the next DiT stage starts.
@@ -169,7 +169,7 @@ class Trainer:
             if self.ctx.is_main:
                 print("vae stage: latent mean/std reset; the next DiT stage re-measures them "
                       "on the retrained encoder")
-        if state is None and self.stage in DIT_STAGES and self._latent_stats_unset():
+        if state is None and self.stage in DIT_STAGES and not self.modules.vae.has_latent_stats:
             count = min(config.latent_stats_clips, len(self.dataset))
             videos = [self.dataset[i]["video"] for i in range(count)]
             estimate_latent_stats(self.modules.vae, videos)
@@ -189,10 +189,6 @@ class Trainer:
                          (config.mixed_precision == "auto" and self.ctx.device.type == "cuda"))
 
     # -- state -----------------------------------------------------------------------------
-    def _latent_stats_unset(self) -> bool:
-        vae = self.modules.vae
-        return bool((vae.latent_mean == 0).all() and (vae.latent_std == 1).all())
-
     def _trained(self):
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
 

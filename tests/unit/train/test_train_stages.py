@@ -203,11 +203,13 @@ def test_vae_stage_resets_latent_stats_and_the_next_dit_stage_remeasures(tmp_pat
     measured = Trainer(tiny_config(), "1", tmp_path / "probe", 1, init_from=stage1_run,
                        device="cpu").modules.vae
     assert not torch.equal(measured.latent_std, torch.ones_like(measured.latent_std))
+    assert measured.has_latent_stats
 
     vae_run = Trainer(tiny_config(), "vae", tmp_path / "vae", 2, init_from=stage1_run,
                       device="cpu")
     assert torch.equal(vae_run.modules.vae.latent_mean, torch.zeros_like(measured.latent_mean))
     assert torch.equal(vae_run.modules.vae.latent_std, torch.ones_like(measured.latent_std))
+    assert not vae_run.modules.vae.has_latent_stats
     vae_run.run()
 
     dit_run = Trainer(tiny_config(), "1", tmp_path / "dit", 1, init_from=tmp_path / "vae",
