@@ -70,14 +70,14 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def table(summary: dict) -> str:
-    keys = ("psnr", "ssim", "moving_psnr", "flicker", "mouth_error")
+    keys = ("psnr", "ssim", "moving_psnr", "flicker", "seam_error", "mouth_error")
     rows = [("model (video)", summary), ("model (audio)", summary["audio"])]
     rows += [(name, summary["baselines"][name]) for name in BASELINES]
     lines = [f"{'':16}" + "".join(f"{k:>13}" for k in keys)]
     for name, scores in rows:
         lines.append(f"{name:16}" + "".join(f"{_fmt(scores.get(k)):>13}" for k in keys))
     closed = summary["baselines"]["closed_mouth"]["mouth_error"]
-    lines.append(f"{'closed mouth':16}{'':52}{_fmt(closed):>13}")
+    lines.append(f"{'closed mouth':16}{'':65}{_fmt(closed):>13}")
     lines.append(f"VAE reconstruction PSNR {_fmt(summary['vae_psnr'], 2)} dB (reference image "
                  f"alone {_fmt(summary.get('vae_reference_psnr'), 2)} dB), mouth error "
                  f"{_fmt(summary['vae_mouth_error'])}; mouth measure floor "
@@ -102,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model",
                         help=f"bundle file or training run folder (default: {DEMO_MODEL})")
     parser.add_argument("--clips", type=int, default=defaults.clips)
-    parser.add_argument("--frames", type=int, default=defaults.frames)
+    parser.add_argument("--frames", type=int, default=defaults.frames,
+                        help="frames per clip; more than the model's segment (17 for the demo "
+                             "model) generates several segments and measures seam_error")
     parser.add_argument("--steps", type=int, default=defaults.steps)
     parser.add_argument("--ref-scale", type=float, default=defaults.ref_scale)
     parser.add_argument("--motion-scale", type=float, default=defaults.motion_scale)

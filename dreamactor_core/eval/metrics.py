@@ -16,6 +16,9 @@ float32 torch for SSIM).
 * ``flicker``: mean absolute frame-to-frame change of the GENERATED video over the pixels whose
   ground-truth range is at most ``static_threshold`` (static in the truth, so any change there
   is flicker).
+* ``seam_error``: for videos generated in segments, the mean over the segment joins j of the
+  mean |(pred[j] - pred[j-1]) - (target[j] - target[j-1])|: how far the change across a join
+  is from the ground truth's own motion there (a colour or pose jump between segments).
 * Mouth opening (synthetic clips only: it needs the exact track and the renderer).
   ``mouth_darkness`` locates the mouth in every frame from the track's head geometry (below)
   and measures how much darker than the surrounding skin a square around it is; the open
@@ -140,6 +143,18 @@ def flicker(pred, target, static_threshold: float = 0.02) -> float:
     if p.shape[0] < 2 or not mask.any():
         return 0.0
     return float(np.abs(np.diff(p, axis=0))[:, mask].mean())
+
+
+def seam_error(pred, target, joins) -> float:
+    """Mean |frame change - true frame change| at the joins (first frames of segments 2, 3,
+    ...); NaN without joins."""
+    p, t = _pair(pred, target)
+    joins = [int(j) for j in joins]
+    if not joins:
+        return math.nan
+    if min(joins) < 1 or max(joins) >= p.shape[0]:
+        raise ValueError(f"joins must be frame indices in 1..{p.shape[0] - 1}, got {joins}")
+    return float(np.mean([np.abs((p[j] - p[j - 1]) - (t[j] - t[j - 1])).mean() for j in joins]))
 
 
 # -- mouth opening ----------------------------------------------------------------------------

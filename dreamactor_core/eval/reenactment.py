@@ -137,11 +137,12 @@ def mouth_curves(clip: SyntheticClip, seed: int, levels=metrics.MOUTH_LEVELS) ->
 
 
 def score(video: np.ndarray, truth: np.ndarray, clip: SyntheticClip, curves: np.ndarray,
-          settings: EvalSettings) -> dict[str, float]:
+          settings: EvalSettings, joins: list[int]) -> dict[str, float]:
     opening = metrics.mouth_opening(metrics.mouth_darkness(video, clip.track), curves)
     return {"psnr": metrics.psnr(video, truth), "ssim": metrics.ssim(video, truth),
             "moving_psnr": metrics.moving_psnr(video, truth, settings.moving_threshold),
             "flicker": metrics.flicker(video, truth, settings.static_threshold),
+            "seam_error": metrics.seam_error(video, truth, joins),
             "mouth_error": metrics.mouth_error(opening, clip.face["mouth_open"])}
 
 
@@ -160,7 +161,7 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
     motions = {"video": encode_face_crops(model, crops_t, FPS, torch.from_numpy(face_mask)),
                "audio": encode_audio(model, clip.audio, settings.frames, FPS)}
 
-    videos, timings = {}, {}
+    videos, timings, joins = {}, {}, []
     for name in MODEL_VARIANTS:
         start = time.perf_counter()
         result = generate(model, torch.from_numpy(reference), torch.from_numpy(guidance),
@@ -169,6 +170,7 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
                           motion_scale=settings.motion_scale, seed=settings.seed + index,
                           face_mask=motions[name].mask)
         videos[name] = result.frames.numpy()
+        joins = [seg.new_start for seg in result.segments[1:]]
         timings[f"generate_{name}_s"] = time.perf_counter() - start
     t = settings.frames
     videos["copy_reference"] = np.broadcast_to(reference, truth.shape).copy()
@@ -180,7 +182,8 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
     closed_opening = np.where(np.isfinite(truth_opening), float(ref.face["mouth_open"][0]),
                               np.nan)  # the reference's mouth, on the frames read above
     closed = metrics.mouth_error(closed_opening, clip.face["mouth_open"])
-    scores = {name: score(v[:t], truth, clip, curves, settings) for name, v in videos.items()}
+    scores = {name: score(v[:t], truth, clip, curves, settings, joins)
+              for name, v in videos.items()}
     recon = vae_reconstruction(model, truth)
     recon_opening = metrics.mouth_opening(metrics.mouth_darkness(recon, clip.track), curves)
     return ClipResult(seed=seed, reference=reference, guidance=guidance, truth=truth,
@@ -207,7 +210,8 @@ def summarise(results: list[ClipResult], settings: EvalSettings) -> dict:
     variants = {}
     for name in (*MODEL_VARIANTS, *BASELINES):
         variants[name] = {key: _mean([r.scores[name][key] for r in results])
-                          for key in ("psnr", "ssim", "moving_psnr", "flicker", "mouth_error")}
+                          for key in ("psnr", "ssim", "moving_psnr", "flicker", "seam_error",
+                                      "mouth_error")}
     summary = {
         **variants["video"],
         "audio": variants["audio"],

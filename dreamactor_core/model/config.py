@@ -126,9 +126,13 @@ class DiTConfig:
     face_window: int = 4
     time_freq_dim: int = 256
     rope_theta: float = 10000.0
+    # Trained to continue from clean context frames (DreamActorDiT's num_clean_frames): the
+    # pipeline then starts each later segment from the previous one's clean last latent.
+    clean_context: bool = False
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)
+        self.clean_context = bool(self.clean_context)
         if len(self.patch_size) != 3 or min(self.patch_size) < 1:
             raise ValueError(f"DiTConfig.patch_size must be three positive ints (t, h, w), "
                              f"got {self.patch_size}")

@@ -94,40 +94,48 @@ class DiTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, num_video: int, cond: torch.Tensor,
                 rope: tuple[torch.Tensor, torch.Tensor], key_mask: torch.Tensor | None,
-                face: tuple[torch.Tensor, torch.Tensor] | None, num_latent_frames: int):
-        # x: [B, Lv+Lr, D]; cond: [B, 2, D] (video timestep, reference t=0)
+                face: tuple[torch.Tensor, torch.Tensor] | None, num_latent_frames: int,
+                num_clean: int = 0):
+        # x: [B, Lv+Lr, D]; cond: [B, 2, D] (video timestep, clean t=0); the first num_clean
+        # video tokens are clean context and take the t=0 modulation, like the reference tokens
         mod = self.adaLN(cond).unsqueeze(2).chunk(6, dim=-1)  # 6 x [B, 2, 1, D]
         shift1, scale1, gate1, shift2, scale2, gate2 = mod
-        h = _modulate_split(self.norm1(x), num_video, shift1, scale1)
-        x = x + _gate_split(self.attn(h, rope, key_mask), num_video, gate1)
+        h = _modulate_split(self.norm1(x), num_clean, num_video, shift1, scale1)
+        x = x + _gate_split(self.attn(h, rope, key_mask), num_clean, num_video, gate1)
         if face is not None:
             update = self.face(x[:, :num_video], *face, num_latent_frames)  # [B, Lv, D]
             if torch.is_grad_enabled():
                 x = torch.cat([x[:, :num_video] + update, x[:, num_video:]], dim=1)
             else:
                 x[:, :num_video] += update
-        h = _modulate_split(self.norm2(x), num_video, shift2, scale2)
-        return x + _gate_split(self.mlp(h), num_video, gate2)
+        h = _modulate_split(self.norm2(x), num_clean, num_video, shift2, scale2)
+        return x + _gate_split(self.mlp(h), num_clean, num_video, gate2)
 
 
-# Video tokens x[:, :n] take the video timestep's modulation ([:, 0]), reference tokens x[:, n:]
-# the clean t = 0 one ([:, 1]). Both helpers get a freshly computed tensor; without autograd they
-# work in place (no copies of the token stream), with autograd they build a new one.
-def _modulate_split(x: torch.Tensor, n: int, shift: torch.Tensor, scale: torch.Tensor):
+# Noisy video tokens x[:, c:n] take the video timestep's modulation ([:, 0]); clean context
+# tokens x[:, :c] (a previous segment's last latents) and reference tokens x[:, n:] the clean
+# t = 0 one ([:, 1]). Both helpers get a freshly computed tensor; without autograd they work in
+# place (no copies of the token stream), with autograd they build a new one.
+def _token_groups(x: torch.Tensor, c: int, n: int) -> list[tuple[torch.Tensor, int]]:
+    return [(part, index) for part, index in ((x[:, :c], 1), (x[:, c:n], 0), (x[:, n:], 1))
+            if part.shape[1]]
+
+
+def _modulate_split(x: torch.Tensor, c: int, n: int, shift: torch.Tensor, scale: torch.Tensor):
     if not torch.is_grad_enabled():
-        x[:, :n].mul_(1 + scale[:, 0]).add_(shift[:, 0])
-        x[:, n:].mul_(1 + scale[:, 1]).add_(shift[:, 1])
+        for part, i in _token_groups(x, c, n):
+            part.mul_(1 + scale[:, i]).add_(shift[:, i])
         return x
-    return torch.cat([torch.addcmul(shift[:, 0], x[:, :n], 1 + scale[:, 0]),
-                      torch.addcmul(shift[:, 1], x[:, n:], 1 + scale[:, 1])], dim=1)
+    return torch.cat([torch.addcmul(shift[:, i], part, 1 + scale[:, i])
+                      for part, i in _token_groups(x, c, n)], dim=1)
 
 
-def _gate_split(x: torch.Tensor, n: int, gate: torch.Tensor) -> torch.Tensor:
+def _gate_split(x: torch.Tensor, c: int, n: int, gate: torch.Tensor) -> torch.Tensor:
     if not torch.is_grad_enabled():
-        x[:, :n].mul_(gate[:, 0])
-        x[:, n:].mul_(gate[:, 1])
+        for part, i in _token_groups(x, c, n):
+            part.mul_(gate[:, i])
         return x
-    return torch.cat([x[:, :n] * gate[:, 0], x[:, n:] * gate[:, 1]], dim=1)
+    return torch.cat([part * gate[:, i] for part, i in _token_groups(x, c, n)], dim=1)
 
 
 class DreamActorDiT(nn.Module):
@@ -136,7 +144,7 @@ class DreamActorDiT(nn.Module):
     Contract (what samplers and trainers rely on)::
 
         v = dit(x_t, timestep, pose_latent=None, ref_latent=None, face_tokens=None,
-                face_mask=None, drop_ref=None, drop_motion=None)
+                face_mask=None, drop_ref=None, drop_motion=None, num_clean_frames=0)
 
       x_t          [B, C, T', h, w]  normalised noisy video latent (C = latent_channels,
                                      h, w multiples of the patch size).
@@ -151,6 +159,11 @@ class DreamActorDiT(nn.Module):
       drop_ref     [B] bool or None  True drops the reference for that sample (CFG).
       drop_motion  [B] bool or None  True drops pose AND face motion for that sample: pose
                                      features are zeroed and face attention adds nothing.
+      num_clean_frames  int          the first k latent frames of x_t are clean context (the
+                                     previous segment's last latents when a long video is
+                                     continued): their tokens take the clean t = 0 modulation,
+                                     like the reference, and their returned velocity is
+                                     meaningless (samplers hold them, trainers mask them out).
       returns      [B, C, T', h, w]  predicted velocity (dtype of the model's parameters).
 
     Unconditional = absent: for every sample, a row with drop_ref=True gives the output of a
@@ -256,11 +269,15 @@ class DreamActorDiT(nn.Module):
     def forward(self, x_t: torch.Tensor, timestep, pose_latent: torch.Tensor | None = None,
                 ref_latent: torch.Tensor | None = None, face_tokens: torch.Tensor | None = None,
                 face_mask: torch.Tensor | None = None, drop_ref=None,
-                drop_motion=None) -> torch.Tensor:
+                drop_motion=None, num_clean_frames: int = 0) -> torch.Tensor:
         self._check(x_t, pose_latent, ref_latent, face_tokens, face_mask)
         c = self.config
         dtype, device = self.patch_embed.weight.dtype, x_t.device
         b, _, t, h, w = x_t.shape
+        num_clean_frames = int(num_clean_frames)
+        if not 0 <= num_clean_frames < t:
+            raise ValueError(f"num_clean_frames must be 0..{t - 1} (x_t has {t} latent frames and "
+                             f"at least one must be noisy), got {num_clean_frames}")
         drop_ref = self._batch_flags(drop_ref, b, "drop_ref", device)
         keep_motion = ~self._batch_flags(drop_motion, b, "drop_motion", device)
         timestep = torch.as_tensor(timestep, device=device, dtype=torch.float32)
@@ -276,6 +293,7 @@ class DreamActorDiT(nn.Module):
         pose = pose * keep_motion.to(dtype).view(b, 1, 1, 1, 1)
         tokens = self.patch_embed(self._patchify(torch.cat([x_t, pose], dim=1)))  # [B, Lv, D]
         num_video = tokens.shape[1]
+        num_clean = num_video * num_clean_frames // t
 
         num_refs, key_mask = 0, None
         if ref_latent is not None:
@@ -302,9 +320,9 @@ class DreamActorDiT(nn.Module):
         for block in self.blocks:
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 tokens = checkpoint(block, tokens, num_video, cond, rope, key_mask, face, t,
-                                    use_reentrant=False)
+                                    num_clean, use_reentrant=False)
             else:
-                tokens = block(tokens, num_video, cond, rope, key_mask, face, t)
+                tokens = block(tokens, num_video, cond, rope, key_mask, face, t, num_clean)
 
         shift, scale = self.final_adaLN(cond[:, 0]).unsqueeze(1).chunk(2, dim=-1)  # [B, 1, D]
         out = self.final_proj(modulate(self.final_norm(tokens[:, :num_video]), shift, scale))

@@ -8,17 +8,20 @@
     segments.stitch_segments (colour match) ──> video [T, H, W, 3]
 
 Continuity between segments: the last latent frame of segment k becomes latent frame 0 of
-segment k+1 (sequential image-to-video; the plan overlaps them by one driver frame). While
-segment k+1 is sampled, frame 0 is held on the straight flow path of that clean latent with
-its own fixed noise ("inpainting"): after every step at time t it is reset to
+segment k+1 (sequential image-to-video; the plan overlaps them by one driver frame). A DiT
+trained with clean context (``DiTConfig.clean_context``: the trainer's ``p_clean_first``)
+gets that frame clean for the whole of segment k+1's sampling, as ``num_clean_frames=1``
+(its tokens take the reference's t = 0 modulation), and its velocity there is zero. A DiT
+trained with one noise level for all frames would find a clean frame among noisy ones
+off-distribution, so for it frame 0 is held on the straight flow path of that clean latent
+with its own fixed noise ("inpainting"): after every step at time t it is reset to
 
     x[:, :, 0] = (1 - t) * prev_last + t * noise[:, :, 0]
 
 and its velocity is replaced by the path's exact velocity noise0 - prev_last, so Heun's
-intermediate point stays on the path too. We chose the noised value over the clean one
-because the DiT was trained with a single noise level t for all frames of a sample; a clean
-frame among noisy ones would be off-distribution. At t = 0 the path ends at prev_last, and
-the returned latent's frame 0 is set to it exactly.
+intermediate point stays on the path too. Either way the returned latent's frame 0 is
+prev_last exactly. The inpainting anchor leaves visible seams (the DiT re-decides colours
+at high noise), which is why the demo model was trained with clean context.
 
 Memory is bounded by the segment length: only one segment's latents, pose features and
 activations live at a time; what accumulates is the decoded frames (the output itself) and
@@ -182,19 +185,29 @@ def sample_segment(model: DreamActorModel, pose_latent: torch.Tensor, ref_latent
                    on_step: ProgressFn | None = None) -> torch.Tensor:
     """Samples one segment's latent [1, C, T', h, w] from noise of the same shape.
 
-    prev_last [1, C, 1, h, w]: the previous segment's last latent frame; latent frame 0 is held
-    on its flow path (module docstring) and equals it exactly in the result.
+    prev_last [1, C, 1, h, w]: the previous segment's last latent frame; latent frame 0 is
+    held to it (clean context, or on its flow path for models not trained with clean context:
+    module docstring) and equals it exactly in the result.
     """
     cond = {"pose_latent": pose_latent, "ref_latent": ref_latent}
     if face_tokens is not None:
         cond["face_tokens"] = face_tokens
         if face_mask is not None:
             cond["face_mask"] = face_mask
+    clean_context = prev_last is not None and model.config.dit.clean_context
+    if clean_context:
+        cond["num_clean_frames"] = 1
+        noise = torch.cat([prev_last.to(noise.dtype), noise[:, :, 1:]], dim=2)
     guided = guided_velocity_fn(model.dit, cond, ref_scale, motion_scale)
     times = schedule.tolist()
 
     if prev_last is None:
         velocity = guided
+    elif clean_context:
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            v = guided(x, t)
+            v[:, :, :1] = 0  # the clean context frame stays where it is
+            return v
     else:
         noise0 = noise[:, :, :1]
         anchor_velocity = noise0 - prev_last  # d/dt of (1 - t) * prev + t * noise0
@@ -205,7 +218,9 @@ def sample_segment(model: DreamActorModel, pose_latent: torch.Tensor, ref_latent
             return v
 
     def step_done(step: int, total: int, x: torch.Tensor) -> None:
-        if prev_last is not None:
+        if clean_context:  # exact, whatever the solver's rounding
+            x[:, :, :1] = prev_last
+        elif prev_last is not None:
             t = times[step]  # x is now at schedule[step]
             x[:, :, :1] = (1 - t) * prev_last + t * noise0
         if on_step is not None:
@@ -279,7 +294,9 @@ def generate(model: DreamActorModel, reference_image: torch.Tensor, guidance_map
     info: dict = {"plan": [asdict(s) for s in plan], "seeds": seeds, "timings": [],
                   "steps": steps, "solver": solver, "shift": shift, "ref_scale": ref_scale,
                   "motion_scale": motion_scale, "num_references": 1 + len(pseudo),
-                  "face_tokens": token_note, "latent_anchor": "noised path (1-t)*prev + t*noise"}
+                  "face_tokens": token_note,
+                  "latent_anchor": ("clean context frame" if cfg.dit.clean_context
+                                    else "noised path (1-t)*prev + t*noise")}
 
     decoded: list[torch.Tensor] = []
     first_latents: list[torch.Tensor] = []

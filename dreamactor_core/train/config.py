@@ -50,6 +50,9 @@ class TrainConfig:
     ema_decay: float = 0.999
     p_drop_ref: float = 0.1  # per-sample CFG dropout of the reference
     p_drop_motion: float = 0.1  # ... of pose + face motion
+    # Per-step probability that the batch is trained as a continued segment whose first latent
+    # is given clean, as the previous segment's last latent is in a long video (stages.flow_loss).
+    p_clean_first: float = 0.0
     timestep_shift: float = 1.0
     logit_normal: bool = True
     vae_kl_weight: float = 1e-4  # per latent element, against L1 + MSE per pixel
@@ -70,7 +73,7 @@ class TrainConfig:
         self.betas = tuple(float(b) for b in self.betas)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        for name in ("p_drop_ref", "p_drop_motion"):
+        for name in ("p_drop_ref", "p_drop_motion", "p_clean_first"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be a probability in 0..1, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -112,6 +115,8 @@ class TrainConfig:
                 base[key] = {**base[key], **value}
             else:
                 base[key] = value
+        if self.p_clean_first > 0:  # the model records that it learnt clean-context continuation
+            base["dit"] = {**base["dit"], "clean_context": True}
         return ModelConfig.from_dict(base)
 
     def face_motion_config(self) -> FaceMotionConfig:

@@ -100,10 +100,11 @@ class Draws:
     noise: torch.Tensor  # [B, C, T', h, w]
     drop_ref: torch.Tensor  # [B] bool
     drop_motion: torch.Tensor  # [B] bool
+    clean_first: bool = False  # the whole batch's latent frame 0 is clean context
 
     def to(self, device) -> "Draws":
         return Draws(self.t.to(device), self.noise.to(device), self.drop_ref.to(device),
-                     self.drop_motion.to(device))
+                     self.drop_motion.to(device), self.clean_first)
 
 
 def make_draws(config: TrainConfig, step: int, positions: list[int],
@@ -117,7 +118,11 @@ def make_draws(config: TrainConfig, step: int, positions: list[int],
         refs.append(bool(u[0] < config.p_drop_ref))
         motions.append(bool(u[1] < config.p_drop_motion))
         noises.append(torch.randn(latent_shape, generator=gen))
-    return Draws(torch.cat(ts), torch.stack(noises), torch.tensor(refs), torch.tensor(motions))
+    # One choice per step, not per sample: the DiT takes the clean-frame count per batch.
+    gen = torch.Generator().manual_seed(stable_seed(config.seed, step, 11))
+    clean_first = bool(torch.rand(1, generator=gen) < config.p_clean_first)
+    return Draws(torch.cat(ts), torch.stack(noises), torch.tensor(refs), torch.tensor(motions),
+                 clean_first)
 
 
 def latent_shape(model_config, video_shape) -> tuple[int, int, int, int]:
@@ -170,18 +175,33 @@ def vae_loss(vae: nn.Module, video: torch.Tensor, noise: torch.Tensor, kl_weight
 
 
 def flow_loss(modules: nn.Module, batch: dict, draws: Draws, stage: str):
+    video, guidance, noise = batch["video"], batch["guidance"], draws.noise
+    face_crops, face_mask = batch.get("face_crops"), batch.get("face_mask")
     with torch.no_grad():  # the VAE is frozen in every DiT stage
-        x0 = modules.vae.encode(batch["video"])  # [B, C, T', h, w]
+        x0 = modules.vae.encode(video)  # [B, C, T', h, w]
         ref = modules.vae.encode(batch["reference"][:, :, None])  # [B, C, 1, h, w]
-    pose = modules.pose_encoder(batch["guidance"])  # [B, C_pose, T', h, w]
-    face_tokens = face_mask = None
+    clean = int(draws.clean_first and x0.shape[2] > 2)
+    if clean:
+        # A continued segment, as the pipeline builds it: it starts at the last frame of the
+        # previous segment, whose last latent (a group of tf frames, here latent 1: frames
+        # 1..tf) is its clean first latent; the loss covers the later latents only.
+        tf = modules.vae.config.temporal_factor
+        x0, noise, guidance = x0[:, :, 1:], noise[:, :, 1:], guidance[:, :, tf:]
+        if face_crops is not None:
+            face_crops, face_mask = face_crops[:, tf:], face_mask[:, tf:]
+    pose = modules.pose_encoder(guidance)  # [B, C_pose, T', h, w]
+    face_tokens = None
     if stage in ("2", "3"):
-        face_tokens = modules.face_encoder(batch["face_crops"])  # [B, T, N, D]
-        face_mask = batch["face_mask"]
-    x_t, target = training_target(x0, draws.noise.to(x0.dtype), draws.t)
+        face_tokens = modules.face_encoder(face_crops)  # [B, T, N, D]
+    else:
+        face_mask = None
+    x_t, target = training_target(x0, noise.to(x0.dtype), draws.t)
+    if clean:
+        x_t = torch.cat([x0[:, :, :clean], x_t[:, :, clean:]], dim=2)
     pred = modules.dit(x_t, draws.t, pose_latent=pose, ref_latent=ref, face_tokens=face_tokens,
-                       face_mask=face_mask, drop_ref=draws.drop_ref, drop_motion=draws.drop_motion)
-    loss = F.mse_loss(pred.float(), target.float())
+                       face_mask=face_mask, drop_ref=draws.drop_ref, drop_motion=draws.drop_motion,
+                       num_clean_frames=clean)
+    loss = F.mse_loss(pred[:, :, clean:].float(), target[:, :, clean:].float())
     return loss, {}
 
 

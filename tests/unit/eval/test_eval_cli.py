@@ -70,6 +70,7 @@ def test_cli_prints_the_report_as_its_last_line_and_writes_the_sheet(model_file,
         assert 0 < scores["psnr"] < 60 and -1 <= scores["ssim"] <= 1
         assert scores["flicker"] >= 0
     assert report["baselines"]["copy_reference"]["flicker"] == 0.0  # a still video
+    assert report["seam_error"] is None  # 5 frames: one segment, no joins
     assert "mouth_error" in report["baselines"]["closed_mouth"]
     assert 0 < report["vae_psnr"] < 60
     assert 0 < report["vae_reference_psnr"] < 60
@@ -97,6 +98,13 @@ def test_cli_is_deterministic_and_rejects_bad_settings(model_file, tmp_path, cap
     assert main(args + ["--out", str(tmp_path / "b")]) == 0
     second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert first["psnr"] == second["psnr"] and first["audio"] == second["audio"]
+
+    # 9 frames = two 5-frame segments sharing one frame: one join, measured for every variant
+    assert main(args[:4] + ["--frames", "9", "--out", str(tmp_path / "d")]) == 0
+    two = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert two["seam_error"] > 0 and two["audio"]["seam_error"] > 0
+    still = two["baselines"]["copy_reference"]["seam_error"]
+    assert 0 < still < 0.5  # a still video's seam error is the truth's own change at the join
 
     assert main(args[:4] + ["--frames", "6", "--out", str(tmp_path / "c")]) == 2
     assert "4*k+1" in capsys.readouterr().err

@@ -111,6 +111,21 @@ def _facing_head(size=96):
     raise AssertionError("no frontal reference pose among 50 characters")
 
 
+def test_seam_error_measures_the_jump_at_joins_beyond_the_true_motion():
+    truth = _video(t=6)
+    assert metrics.seam_error(truth, truth, [3]) == 0.0
+    jumped = truth.copy()
+    jumped[3:] += 0.1  # a colour shift from frame 3 on: only the join at 3 sees it
+    assert metrics.seam_error(jumped, truth, [3]) == pytest.approx(0.1)
+    assert metrics.seam_error(jumped, truth, [2]) == pytest.approx(0.0, abs=1e-12)
+    assert metrics.seam_error(jumped, truth, [2, 3]) == pytest.approx(0.05)
+    still = np.broadcast_to(truth[0], truth.shape)
+    assert metrics.seam_error(still, truth, [3]) == pytest.approx(np.abs(truth[3] - truth[2]).mean())
+    assert math.isnan(metrics.seam_error(truth, truth, []))
+    with pytest.raises(ValueError, match="joins must be frame indices"):
+        metrics.seam_error(truth, truth, [6])
+
+
 def test_mouth_measure_increases_with_mouth_open_on_rendered_frames():
     frames, track, opens = _facing_head()
     measure = np.array([metrics.mouth_darkness(f[None], track)[0] for f in frames])

@@ -197,3 +197,22 @@ def test_inference_fast_path_equals_the_autograd_path_and_keeps_its_input(dit):
     assert torch.equal(x, before)
     with torch.enable_grad():
         assert torch.allclose(out, block(x, 8, cond, rope, None, face, 2), atol=1e-6)
+
+
+def test_clean_context_frames_take_the_clean_modulation(dit):
+    """num_clean_frames=k gives the first k latent frames the t = 0 modulation of the
+    reference: at t = 0 that is no change at all, at t > 0 it changes every frame's output
+    (joint attention), and the autograd and in-place paths agree."""
+    inp = _inputs(seed=4)
+    with torch.no_grad():
+        at_zero = {**inp, "timestep": torch.zeros(B)}
+        assert torch.allclose(dit(**at_zero, num_clean_frames=1), dit(**at_zero), atol=1e-6)
+        plain, clean = dit(**inp), dit(**inp, num_clean_frames=1)
+        assert not torch.allclose(plain[:, :, 1:], clean[:, :, 1:], atol=1e-4)
+        two = dit(**inp, num_clean_frames=2)
+        assert not torch.allclose(two[:, :, 2:], clean[:, :, 2:], atol=1e-4)
+    with torch.enable_grad():
+        assert torch.allclose(dit(**inp, num_clean_frames=1), clean, atol=1e-6)
+    for bad in (-1, T_LAT):
+        with pytest.raises(ValueError, match="num_clean_frames must be"):
+            dit(**inp, num_clean_frames=bad)

@@ -112,6 +112,33 @@ def test_next_segment_starts_from_previous_last_latent(model, inputs, monkeypatc
                                        atol=1e-5, rtol=0)
 
 
+def test_a_clean_context_model_continues_from_the_clean_previous_latent(make_model, inputs,
+                                                                       monkeypatch):
+    """A DiT trained with clean context sees the previous segment's last latent unchanged as
+    frame 0 of every call of the next segment, told so by num_clean_frames=1; the first
+    segment has no context frame."""
+    model = make_model()
+    model.config.dit.clean_context = True
+    ref, maps, tokens = inputs
+    seen = []  # (x_t frame 0, num_clean_frames) of every DiT call
+    forward = type(model.dit).forward
+
+    def spy(self, x_t, timestep, *args, **kwargs):
+        seen.append((x_t[:1, :, :1].clone(), kwargs.get("num_clean_frames", 0)))
+        return forward(self, x_t, timestep, *args, **kwargs)
+
+    monkeypatch.setattr(type(model.dit), "forward", spy)
+    steps = 2
+    result = generate(model, ref, maps, tokens, steps=steps, solver="heun", seed=9)
+    assert result.info["latent_anchor"] == "clean context frame"
+    calls = 2 * steps
+    assert [n for _, n in seen] == [0] * calls + [1] * (2 * calls)
+    for k in (1, 2):
+        assert torch.equal(result.first_latents[k], result.last_latents[k - 1])
+        for x0, _ in seen[k * calls:(k + 1) * calls]:
+            assert torch.equal(x0, result.last_latents[k - 1][None])
+
+
 def test_mismatched_token_count_refused_or_resampled(model, inputs):
     ref, maps, tokens = inputs
     with pytest.raises(ValueError, match=r"face_tokens cover 15 frames but guidance_maps have 21"):

@@ -221,3 +221,71 @@ def test_vae_stage_resets_latent_stats_and_the_next_dit_stage_remeasures(tmp_pat
     with torch.no_grad():
         latent = vae.encode(video)  # [B, C, T', h, w], normalised with the new stats
     assert latent.std().item() == pytest.approx(1.0, abs=0.35)
+
+
+def test_clean_first_draws_are_one_choice_per_step(tiny_config):
+    shape = (4, 2, 8, 8)
+    assert not any(make_draws(tiny_config(), s, [0, 1], shape).clean_first for s in range(20))
+    assert all(make_draws(tiny_config(p_clean_first=1.0), s, [0, 1], shape).clean_first
+               for s in range(20))
+    half = tiny_config(p_clean_first=0.5)
+    flags = [make_draws(half, s, [0, 1], shape).clean_first for s in range(40)]
+    assert 5 < sum(flags) < 35
+    assert flags == [make_draws(half, s, [5], shape).clean_first for s in range(40)]
+    # the per-sample draws are the ones a run without clean frames sees
+    assert torch.equal(make_draws(half, 3, [0, 1], shape).noise,
+                       make_draws(tiny_config(), 3, [0, 1], shape).noise)
+
+
+def test_clean_first_loss_is_a_continued_segment(tmp_path, tiny_config, stage1_run, monkeypatch):
+    """A clean-first step trains what the pipeline runs when it continues a video: the segment
+    starts at the last frame of latent 1's group (frame tf), latent 1 is its clean context
+    and the loss covers the later latents. So the noise of latents 0 and 1 cannot change the
+    loss, that of latent 2 does, and the DiT sees latent 1 unchanged with num_clean_frames=1."""
+    config = tiny_config(data={"kind": "synthetic", "num_clips": 2, "frames": [9, 9]},
+                         p_clean_first=1.0, p_drop_ref=0.0, p_drop_motion=0.0)
+    trainer = Trainer(config, "3", tmp_path, 1, init_from=stage1_run, device="cpu")
+    modules = trainer.modules.eval()
+    batch = collate([trainer.dataset[0], trainer.dataset[1]])
+    draws = make_draws(config, 0, [0, 1], latent_shape(config.model_config(), batch["video"].shape))
+    assert draws.clean_first and draws.noise.shape[2] == 3
+    seen = []
+    forward = type(modules.dit).forward
+
+    def spy(self, x_t, timestep, pose_latent=None, **kwargs):
+        seen.append((x_t.clone(), pose_latent.shape, kwargs["face_tokens"].shape,
+                     kwargs["num_clean_frames"]))
+        return forward(self, x_t, timestep, pose_latent=pose_latent, **kwargs)
+
+    monkeypatch.setattr(type(modules.dit), "forward", spy)
+
+    def loss_with(noise):
+        d = type(draws)(draws.t, noise, draws.drop_ref, draws.drop_motion, True)
+        with torch.no_grad():
+            return float(stage_loss(modules, batch, d, "3", config)[0])
+
+    def noisier(frame):
+        noise = draws.noise.clone()
+        noise[:, :, frame] = torch.randn_like(noise[:, :, frame]) * 3
+        return noise
+
+    base = loss_with(draws.noise)
+    x_t, pose_shape, face_shape, clean = seen[0]
+    with torch.no_grad():
+        latent1 = modules.vae.encode(batch["video"])[:, :, 1]
+    assert clean == 1 and x_t.shape[2] == 2 and pose_shape[2] == 2
+    assert face_shape[1] == 5  # frames 4..8: the overlap frame and one latent group
+    assert torch.equal(x_t[:, :, 0], latent1)
+    assert loss_with(noisier(0)) == pytest.approx(base, rel=1e-6)
+    assert loss_with(noisier(1)) == pytest.approx(base, rel=1e-6)
+    assert loss_with(noisier(2)) != pytest.approx(base, rel=1e-3)
+
+
+def test_clean_first_training_runs_and_marks_the_model(tmp_path, tiny_config, stage1_run):
+    config = tiny_config(p_clean_first=1.0)
+    assert config.model_config().dit.clean_context
+    assert not tiny_config().model_config().dit.clean_context
+    rows = Trainer(config, "3", tmp_path, 2, init_from=stage1_run, device="cpu").run()
+    assert len(rows) == 2 and all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in rows)
+    with pytest.raises(ValueError, match="p_clean_first must be a probability"):
+        tiny_config(p_clean_first=1.5)
