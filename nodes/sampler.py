@@ -30,7 +30,7 @@ class DreamActorSampler(io.ComfyNode):
                 "Generates the animation with the flow-matching video DiT: the reference (and pseudo-"
                 "references) fused by joint attention, skeleton + head-sphere maps through the pose "
                 "encoder, face-motion tokens (from video or audio) through face attention. Long drivers "
-                "are generated in segments whose last latent frame starts the next segment. Classifier-"
+                "are generated in segments; each segment's last frame, re-encoded, starts the next one. Classifier-"
                 "free guidance has separate reference and motion scales."),
             inputs=[
                 ModelType.Input("model"),

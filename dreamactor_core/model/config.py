@@ -127,7 +127,8 @@ class DiTConfig:
     time_freq_dim: int = 256
     rope_theta: float = 10000.0
     # Trained to continue from clean context frames (DreamActorDiT's num_clean_frames): the
-    # pipeline then starts each later segment from the previous one's clean last latent.
+    # pipeline then holds each later segment's first latent (the previous segment's last frame,
+    # encoded alone) clean instead of noising it.
     clean_context: bool = False
 
     def __post_init__(self) -> None:

@@ -113,7 +113,7 @@ class DiTBlock(nn.Module):
 
 
 # Noisy video tokens x[:, c:n] take the video timestep's modulation ([:, 0]); clean context
-# tokens x[:, :c] (a previous segment's last latents) and reference tokens x[:, n:] the clean
+# tokens x[:, :c] (the start of a continued segment) and reference tokens x[:, n:] the clean
 # t = 0 one ([:, 1]). Both helpers get a freshly computed tensor; without autograd they work in
 # place (no copies of the token stream), with autograd they build a new one.
 def _token_groups(x: torch.Tensor, c: int, n: int) -> list[tuple[torch.Tensor, int]]:
@@ -160,8 +160,8 @@ class DreamActorDiT(nn.Module):
       drop_motion  [B] bool or None  True drops pose AND face motion for that sample: pose
                                      features are zeroed and face attention adds nothing.
       num_clean_frames  int          the first k latent frames of x_t are clean context (the
-                                     previous segment's last latents when a long video is
-                                     continued): their tokens take the clean t = 0 modulation,
+                                     previous segment's last frame, re-encoded, when a long
+                                     video is continued): their tokens take the clean t = 0 modulation,
                                      like the reference, and their returned velocity is
                                      meaningless (samplers hold them, trainers mask them out).
       returns      [B, C, T', h, w]  predicted velocity (dtype of the model's parameters).

@@ -4,10 +4,10 @@ A causal video VAE with temporal factor f (4 here) encodes 1 + f*k pixel frames 
 latent frames: latent 0 is the first pixel frame alone, latent j >= 1 covers pixel frames
 f*(j-1)+1 .. f*j. A segment is therefore valid only if its length is f*k + 1.
 
-Long videos are generated segment by segment (paper: 73 frames). The last `overlap_latent`
-latent frames of segment k are reused as the first latent frames of segment k+1 (sequential
-image-to-video). In segment k+1 the first reused latent decodes, causally, to ONE pixel frame,
-so consecutive segments share
+Long videos are generated segment by segment (paper: 73 frames). Segment k+1 starts from the
+end of segment k (sequential image-to-video; the pipeline encodes segment k's last frame alone
+as segment k+1's first latent, see pipeline.py). That first latent decodes, causally, to ONE
+pixel frame, so with `overlap_latent` shared latents consecutive segments share
 
     overlap_frames = 1 + (overlap_latent - 1) * f        (1 frame for the default overlap_latent=1)
 

@@ -51,7 +51,8 @@ class TrainConfig:
     p_drop_ref: float = 0.1  # per-sample CFG dropout of the reference
     p_drop_motion: float = 0.1  # ... of pose + face motion
     # Per-step probability that the batch is trained as a continued segment whose first latent
-    # is given clean, as the previous segment's last latent is in a long video (stages.flow_loss).
+    # (its first frame, encoded alone) is given clean, as the pipeline gives the previous
+    # segment's last frame in a long video (stages.flow_loss).
     p_clean_first: float = 0.0
     timestep_shift: float = 1.0
     logit_normal: bool = True

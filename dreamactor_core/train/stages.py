@@ -175,27 +175,18 @@ def vae_loss(vae: nn.Module, video: torch.Tensor, noise: torch.Tensor, kl_weight
 
 
 def flow_loss(modules: nn.Module, batch: dict, draws: Draws, stage: str):
-    video, guidance, noise = batch["video"], batch["guidance"], draws.noise
-    face_crops, face_mask = batch.get("face_crops"), batch.get("face_mask")
     with torch.no_grad():  # the VAE is frozen in every DiT stage
-        x0 = modules.vae.encode(video)  # [B, C, T', h, w]
+        x0 = modules.vae.encode(batch["video"])  # [B, C, T', h, w]
         ref = modules.vae.encode(batch["reference"][:, :, None])  # [B, C, 1, h, w]
-    clean = int(draws.clean_first and x0.shape[2] > 2)
-    if clean:
-        # A continued segment, as the pipeline builds it: it starts at the last frame of the
-        # previous segment, whose last latent (a group of tf frames, here latent 1: frames
-        # 1..tf) is its clean first latent; the loss covers the later latents only.
-        tf = modules.vae.config.temporal_factor
-        x0, noise, guidance = x0[:, :, 1:], noise[:, :, 1:], guidance[:, :, tf:]
-        if face_crops is not None:
-            face_crops, face_mask = face_crops[:, tf:], face_mask[:, tf:]
-    pose = modules.pose_encoder(guidance)  # [B, C_pose, T', h, w]
-    face_tokens = None
+    pose = modules.pose_encoder(batch["guidance"])  # [B, C_pose, T', h, w]
+    face_tokens = face_mask = None
     if stage in ("2", "3"):
-        face_tokens = modules.face_encoder(face_crops)  # [B, T, N, D]
-    else:
-        face_mask = None
-    x_t, target = training_target(x0, noise.to(x0.dtype), draws.t)
+        face_tokens = modules.face_encoder(batch["face_crops"])  # [B, T, N, D]
+        face_mask = batch["face_mask"]
+    x_t, target = training_target(x0, draws.noise.to(x0.dtype), draws.t)
+    # A continued segment, as the pipeline runs it: its first frame (encoded alone, as the
+    # pipeline re-encodes the previous segment's last frame) is clean, the rest is learnt.
+    clean = int(draws.clean_first and x0.shape[2] > 1)
     if clean:
         x_t = torch.cat([x0[:, :, :clean], x_t[:, :, clean:]], dim=2)
     pred = modules.dit(x_t, draws.t, pose_latent=pose, ref_latent=ref, face_tokens=face_tokens,

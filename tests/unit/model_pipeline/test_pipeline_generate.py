@@ -5,7 +5,8 @@ import torch
 from einops import rearrange
 
 from dreamactor_core.model import flow
-from dreamactor_core.model.pipeline import (generate, resample_tokens_in_time, segment_seed)
+from dreamactor_core.model.pipeline import (encode_references, generate,
+                                            resample_tokens_in_time, segment_seed)
 from dreamactor_core.model.segments import plan_segments, stitch_segments
 
 torch.set_num_threads(1)
@@ -19,7 +20,8 @@ def test_shapes_through_the_pipeline(model, inputs):
     assert result.frames.dtype == torch.float32 and result.frames.device.type == "cpu"
     assert 0 <= result.frames.min() and result.frames.max() <= 1
     assert [(s.start, s.stop) for s in result.segments] == [(0, 9), (8, 17), (16, 21)]
-    assert all(z.shape == (4, 1, 8, 8) for z in result.last_latents + result.first_latents)
+    assert len(result.first_latents) == 3
+    assert all(z.shape == (4, 1, 8, 8) for z in result.first_latents)
     info = result.info
     assert info["num_references"] == 3 and info["face_tokens"] == "given"
     assert len(info["seeds"]) == 3 and len(set(info["seeds"])) == 3
@@ -81,9 +83,11 @@ def test_seed_reproducible_and_distinct(model, inputs):
     assert a.info["seeds"] == b.info["seeds"] != c.info["seeds"]
 
 
-def test_next_segment_starts_from_previous_last_latent(model, inputs, monkeypatch):
-    """Exact equality of the result, and frame 0 held on the previous latent's flow path at
-    every model call of the next segment (also Heun's intermediate evaluations)."""
+def test_next_segment_starts_from_the_previous_last_frame_encoded_alone(model, inputs,
+                                                                       monkeypatch):
+    """Segment k+1's latent frame 0 is exactly the VAE encoding of segment k's last decoded
+    frame (a first-frame latent, as the causal VAE makes them), held on its flow path at every
+    model call (also Heun's intermediate evaluations) of a model without clean context."""
     ref, maps, tokens = inputs
     seen = []  # (x_t frame 0, t) of every DiT call
     forward = type(model.dit).forward
@@ -94,29 +98,30 @@ def test_next_segment_starts_from_previous_last_latent(model, inputs, monkeypatc
 
     monkeypatch.setattr(type(model.dit), "forward", spy)
     steps, seed = 2, 9
-    result = generate(model, ref, maps, tokens, steps=steps, solver="heun", seed=seed)
+    result = generate(model, ref, maps, tokens, steps=steps, solver="heun", seed=seed,
+                      stitch=False)
     assert len(result.segments) == 3
+    assert result.info["latent_anchor"].startswith("noised path")
+    contexts = [encode_references(model, [video[-1]]) for video in result.segment_videos[:2]]
     for k in range(2):
-        assert torch.equal(result.first_latents[k + 1], result.last_latents[k])
-    assert not torch.equal(result.first_latents[0], result.last_latents[0])
+        assert torch.equal(result.first_latents[k + 1], contexts[k][0])
 
     calls_per_segment = 2 * steps  # Heun: two evaluations per step
     assert len(seen) == 3 * calls_per_segment
     for k in (1, 2):
-        prev = result.last_latents[k - 1][None]
         latent_frames = (result.segments[k].length - 1) // 4 + 1  # 3, then 2 (last: 5 frames)
         noise = flow.sample_noise((1, 4, latent_frames, 8, 8),
                                   torch.Generator().manual_seed(segment_seed(seed, k)))
         for x0, t in seen[k * calls_per_segment:(k + 1) * calls_per_segment]:
-            torch.testing.assert_close(x0, (1 - t) * prev + t * noise[:, :, :1],
+            torch.testing.assert_close(x0, (1 - t) * contexts[k - 1] + t * noise[:, :, :1],
                                        atol=1e-5, rtol=0)
 
 
-def test_a_clean_context_model_continues_from_the_clean_previous_latent(make_model, inputs,
-                                                                       monkeypatch):
-    """A DiT trained with clean context sees the previous segment's last latent unchanged as
-    frame 0 of every call of the next segment, told so by num_clean_frames=1; the first
-    segment has no context frame."""
+def test_a_clean_context_model_continues_from_the_clean_previous_frame(make_model, inputs,
+                                                                      monkeypatch):
+    """A DiT trained with clean context sees the previous segment's last frame, encoded
+    alone, unchanged as frame 0 of every call of the next segment, told so by
+    num_clean_frames=1; the first segment has no context frame."""
     model = make_model()
     model.config.dit.clean_context = True
     ref, maps, tokens = inputs
@@ -129,14 +134,16 @@ def test_a_clean_context_model_continues_from_the_clean_previous_latent(make_mod
 
     monkeypatch.setattr(type(model.dit), "forward", spy)
     steps = 2
-    result = generate(model, ref, maps, tokens, steps=steps, solver="heun", seed=9)
+    result = generate(model, ref, maps, tokens, steps=steps, solver="heun", seed=9,
+                      stitch=False)
     assert result.info["latent_anchor"] == "clean context frame"
     calls = 2 * steps
     assert [n for _, n in seen] == [0] * calls + [1] * (2 * calls)
     for k in (1, 2):
-        assert torch.equal(result.first_latents[k], result.last_latents[k - 1])
+        context = encode_references(model, [result.segment_videos[k - 1][-1]])
+        assert torch.equal(result.first_latents[k], context[0])
         for x0, _ in seen[k * calls:(k + 1) * calls]:
-            assert torch.equal(x0, result.last_latents[k - 1][None])
+            assert torch.equal(x0, context)
 
 
 def test_mismatched_token_count_refused_or_resampled(model, inputs):
