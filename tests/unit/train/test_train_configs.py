@@ -13,7 +13,8 @@ CONFIGS = sorted((Path(__file__).resolve().parents[3] / "dreamactor_core" / "tra
 def test_the_card_recipes_are_all_there():
     names = {p.stem for p in CONFIGS}
     assert {"demo_64", "demo_64_vae", "demo_64_anneal", "demo_64_vae_decoder",
-            "demo_64_vae_decoder_first_frame", "demo_64_continue", "demo_64_vae_continue"} <= names
+            "demo_64_vae_decoder_first_frame", "demo_64_continue", "demo_64_vae_continue",
+            "demo_64_continuation"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
