@@ -161,9 +161,10 @@ class DreamActorDiT(nn.Module):
                                      features are zeroed and face attention adds nothing.
       num_clean_frames  int          the first k latent frames of x_t are clean context (the
                                      previous segment's last frame, re-encoded, when a long
-                                     video is continued): their tokens take the clean t = 0 modulation,
-                                     like the reference, and their returned velocity is
-                                     meaningless (samplers hold them, trainers mask them out).
+                                     video is continued): their tokens take the clean t = 0
+                                     modulation, like the reference, and their returned
+                                     velocity is meaningless (samplers hold them, trainers
+                                     mask them out).
       returns      [B, C, T', h, w]  predicted velocity (dtype of the model's parameters).
 
     Unconditional = absent: for every sample, a row with drop_ref=True gives the output of a

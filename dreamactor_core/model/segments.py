@@ -7,7 +7,7 @@ f*(j-1)+1 .. f*j. A segment is therefore valid only if its length is f*k + 1.
 Long videos are generated segment by segment (paper: 73 frames). Segment k+1 starts from the
 end of segment k (sequential image-to-video; the pipeline encodes segment k's last frame alone
 as segment k+1's first latent, see pipeline.py). That first latent decodes, causally, to ONE
-pixel frame, so with `overlap_latent` shared latents consecutive segments share
+pixel frame, so with `overlap_latent` latents to start from, consecutive segments share
 
     overlap_frames = 1 + (overlap_latent - 1) * f        (1 frame for the default overlap_latent=1)
 
