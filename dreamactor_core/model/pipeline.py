@@ -225,9 +225,7 @@ def sample_segment(model: DreamActorModel, pose_latent: torch.Tensor, ref_latent
             return v
 
     def step_done(step: int, total: int, x: torch.Tensor) -> None:
-        if clean_context:  # exact, whatever the solver's rounding
-            x[:, :, :1] = context
-        elif context is not None:
+        if context is not None and not clean_context:  # (a zero velocity already holds it)
             t = times[step]  # x is now at schedule[step]
             x[:, :, :1] = (1 - t) * context + t * noise0
         if on_step is not None:
