@@ -14,7 +14,21 @@ def test_the_card_recipes_are_all_there():
     names = {p.stem for p in CONFIGS}
     assert {"demo_64", "demo_64_vae", "demo_64_anneal", "demo_64_vae_decoder",
             "demo_64_vae_decoder_first_frame", "demo_64_continue", "demo_64_vae_continue",
-            "demo_64_continuation"} <= names
+            "demo_64_continuation", "demo_64_gpu_vae", "demo_64_gpu_stage3",
+            "demo_64_gpu_stage3_anneal", "demo_64_continuation_anneal"} <= names
+
+
+def test_the_gpu_recipes_differ_from_their_cpu_bases_only_in_scale_and_seed():
+    # scripts/train_demo_gpu.sh relies on these being the CPU recipes at a larger batch
+    def load(name):
+        return TrainConfig.load(next(p for p in CONFIGS if p.stem == name)).to_dict()
+
+    scale_keys = {"seed", "batch_size", "lr", "warmup_steps", "checkpoint_every", "num_workers"}
+    for gpu, cpu in [("demo_64_gpu_vae", "demo_64_vae_continue"),
+                     ("demo_64_gpu_stage3", "demo_64_continuation")]:
+        a, b = load(gpu), load(cpu)
+        assert {k for k in a if a[k] != b[k]} <= scale_keys, gpu
+        assert a["batch_size"] > b["batch_size"] and a["seed"] != b["seed"]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
