@@ -40,6 +40,10 @@ class TrainConfig:
                                                 "frames": [17, 17], "fps": 25.0})
     seed: int = 0
     batch_size: int = 8  # global: split evenly over the ranks
+    # Optimizer steps per loaded batch, each with its own noise, timesteps and dropout draws: a
+    # GPU that outruns the clip renderer (the demo configs on one H100) does more steps on the
+    # same clips instead of waiting. 1 = every step loads a new batch.
+    data_echo: int = 1
     lr: float = 1e-4
     weight_decay: float = 0.01
     betas: tuple = (0.9, 0.999)
@@ -74,6 +78,8 @@ class TrainConfig:
         self.betas = tuple(float(b) for b in self.betas)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.data_echo < 1:
+            raise ValueError(f"data_echo must be >= 1 (steps per loaded batch), got {self.data_echo}")
         for name in ("p_drop_ref", "p_drop_motion", "p_clean_first"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be a probability in 0..1, got {getattr(self, name)}")

@@ -110,20 +110,23 @@ def local_positions(step: int, batch_size: int, ctx: DistContext) -> list[int]:
 
 class StepBatchSampler(Sampler):
     """Yields this rank's dataset indices for steps start_step .. end_step - 1 (for DataLoader's
-    ``batch_sampler``; worker processes then load batches in the background)."""
+    ``batch_sampler``; worker processes then load batches in the background). With ``echo`` > 1,
+    step s trains on batch s // echo, so each batch is yielded once for its ``echo`` steps (the
+    first one only for the steps left of it when a run resumes mid-batch)."""
 
     def __init__(self, dataset_size: int, batch_size: int, seed: int, ctx: DistContext,
-                 start_step: int, end_step: int):
+                 start_step: int, end_step: int, echo: int = 1):
         self.n, self.batch_size, self.seed, self.ctx = dataset_size, batch_size, seed, ctx
-        self.start_step, self.end_step = start_step, end_step
+        self.echo = echo
+        self.first, self.end = start_step // echo, -(-end_step // echo)  # batch numbers
 
     def __len__(self) -> int:
-        return max(0, self.end_step - self.start_step)
+        return max(0, self.end - self.first)
 
     def __iter__(self):
-        for step in range(self.start_step, self.end_step):
+        for batch in range(self.first, self.end):
             yield [stream_index(self.seed, p, self.n)
-                   for p in local_positions(step, self.batch_size, self.ctx)]
+                   for p in local_positions(batch, self.batch_size, self.ctx)]
 
 
 def wrap_model(model: nn.Module, ctx: DistContext, fsdp: bool) -> nn.Module:

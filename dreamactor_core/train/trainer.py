@@ -254,7 +254,7 @@ class Trainer:
     # -- loop ------------------------------------------------------------------------------
     def _loader(self):
         sampler = StepBatchSampler(len(self.dataset), self.config.batch_size, self.config.seed,
-                                   self.ctx, self.step, self.steps)
+                                   self.ctx, self.step, self.steps, self.config.data_echo)
         return DataLoader(self.dataset, batch_sampler=sampler, collate_fn=collate,
                           num_workers=self.config.num_workers)
 
@@ -274,9 +274,13 @@ class Trainer:
         so that the EMA of a short run is not dominated by its initial weights."""
         return min(self.config.ema_decay, (1 + step) / (10 + step))
 
+    def _to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.ctx.device) if isinstance(v, torch.Tensor) else v
+                for k, v in batch.items()}
+
     def train_step(self, batch: dict) -> tuple[float, float]:
         device = self.ctx.device
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        batch = self._to_device(batch)
         draws = None
         if self.stage != "audio":
             positions = local_positions(self.step, self.config.batch_size, self.ctx)
@@ -315,6 +319,18 @@ class Trainer:
         f.flush()
         return f, writer
 
+    def _steps_on_batch(self) -> int:
+        """data_echo steps per loaded batch; fewer when a run resumed mid-batch or at its end."""
+        echo = self.config.data_echo
+        return min(echo - self.step % echo, self.steps - self.step)
+
+    def _row(self, loss: float, grad_norm: float, samples_per_s: float) -> dict:
+        skipped = dict(getattr(self.dataset, "skipped", {}))
+        return {"step": self.step, "stage": self.stage, "loss": f"{loss:.6g}",
+                "lr": f"{self.lr_at(self.step - 1):.6g}", "grad_norm": f"{grad_norm:.6g}",
+                "samples_per_s": f"{samples_per_s:.3f}", "skipped_total": sum(skipped.values()),
+                "skipped": ";".join(f"{k}={v}" for k, v in sorted(skipped.items()))}
+
     def run(self) -> list[dict]:
         """Trains up to ``steps`` (total, counting resumed ones); returns the logged rows."""
         csv_file = writer = None
@@ -326,24 +342,19 @@ class Trainer:
         logged, tick, samples = [], time.perf_counter(), 0
         try:
             for batch in self._loader():
-                loss, grad_norm = self.train_step(batch)
-                samples += batch["video"].shape[0] * self.ctx.world_size
-                if self.step % self.config.log_every == 0 or self.step == self.steps:
-                    now = time.perf_counter()
-                    skipped = dict(getattr(self.dataset, "skipped", {}))
-                    row = {"step": self.step, "stage": self.stage, "loss": f"{loss:.6g}",
-                           "lr": f"{self.lr_at(self.step - 1):.6g}",
-                           "grad_norm": f"{grad_norm:.6g}",
-                           "samples_per_s": f"{samples / max(now - tick, 1e-9):.3f}",
-                           "skipped_total": sum(skipped.values()),
-                           "skipped": ";".join(f"{k}={v}" for k, v in sorted(skipped.items()))}
-                    logged.append(row)
-                    tick, samples = now, 0
-                    if writer is not None:
-                        writer.writerow(row)
-                        csv_file.flush()
-                if self.step % self.config.checkpoint_every == 0 or self.step == self.steps:
-                    self.save()
+                batch = self._to_device(batch)  # once for all its data_echo steps
+                for _ in range(self._steps_on_batch()):
+                    loss, grad_norm = self.train_step(batch)
+                    samples += batch["video"].shape[0] * self.ctx.world_size
+                    if self.step % self.config.log_every == 0 or self.step == self.steps:
+                        now = time.perf_counter()
+                        logged.append(self._row(loss, grad_norm, samples / max(now - tick, 1e-9)))
+                        tick, samples = now, 0
+                        if writer is not None:
+                            writer.writerow(logged[-1])
+                            csv_file.flush()
+                    if self.step % self.config.checkpoint_every == 0 or self.step == self.steps:
+                        self.save()
         finally:
             if csv_file is not None:
                 csv_file.close()

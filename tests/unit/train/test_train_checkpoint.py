@@ -53,6 +53,45 @@ def test_resume_is_bit_identical(tmp_path, tiny_config, stage):
         assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
 
 
+class CountingDataset(torch.utils.data.Dataset):
+    """The trainer's dataset, recording which clips were loaded."""
+
+    def __init__(self, dataset):
+        self.dataset, self.loaded = dataset, []
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        self.loaded.append(index)
+        return self.dataset[index]
+
+
+def test_data_echo_trains_several_steps_per_loaded_batch_and_resumes_mid_batch(tmp_path,
+                                                                               tiny_config):
+    config = tiny_config(data_echo=2, p_drop_ref=0.5)
+    straight = Trainer(config, "1", tmp_path / "a", 5, device="cpu")
+    straight.dataset = counted = CountingDataset(straight.dataset)
+    rows = straight.run()
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
+    # 5 steps at batch 2 load 3 batches: steps 1-2, 3-4 and 5 (its echo cut by the run's end)
+    once = Trainer(tiny_config(), "1", tmp_path / "ref", 3, device="cpu")
+    once.dataset = plain = CountingDataset(once.dataset)
+    once.run()
+    assert counted.loaded == plain.loaded and len(counted.loaded) == 6
+
+    first = Trainer(tiny_config(data_echo=2, p_drop_ref=0.5, checkpoint_every=3), "1",
+                    tmp_path / "b", 3, device="cpu")
+    first.run()
+    resumed = Trainer(config, "1", tmp_path / "b", 5, resume=True, device="cpu")
+    resumed.dataset = again = CountingDataset(resumed.dataset)
+    resumed.run()
+    assert again.loaded == plain.loaded[2:]  # the batch half-used at step 3 again, then the last
+    assert_identical(full_state(straight), full_state(resumed))
+    with pytest.raises(ValueError, match="data_echo"):
+        tiny_config(data_echo=0)
+
+
 def test_checkpoint_files_and_csv(tmp_path, tiny_config):
     trainer = Trainer(tiny_config(checkpoint_every=2, keep_checkpoints=2), "3", tmp_path, 6,
                       device="cpu")

@@ -77,5 +77,9 @@ def test_ranks_split_the_global_batch():
     batches = [list(StepBatchSampler(5, 4, 0, DistContext(r, 2), 2, 4)) for r in (0, 1)]
     whole = list(StepBatchSampler(5, 4, 0, single, 2, 4))
     assert [a + b for a, b in zip(*batches)] == whole
+    # data_echo 3: steps 2..7 train on batches 0, 1 and 2, each yielded once
+    echoed = list(StepBatchSampler(5, 4, 0, single, 2, 8, echo=3))
+    assert echoed == list(StepBatchSampler(5, 4, 0, single, 0, 3))
+    assert len(StepBatchSampler(5, 4, 0, single, 3, 4, echo=3)) == 1
     # each epoch of the stream is a permutation of the dataset
     assert sorted(stream_index(0, p, 5) for p in range(5, 10)) == list(range(5))
