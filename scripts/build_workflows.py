@@ -112,7 +112,7 @@ def _animate(info: dict, driver: str) -> dict:
     g = Graph(info)
     model = g.add("DreamActorModelLoader", [DEMO_MODEL], (0, -220))
     ref, parts, skel, sphere = _guidance(g, DEMO_SIZE)
-    sampler = g.add("DreamActorSampler", [20, "euler", 3.0, 2.5, 2.5, 0, "fixed", 0], (1520, 0))
+    sampler = g.add("DreamActorSampler", [20, "euler", 3.0, 1.5, 1.5, 0, "fixed", 0], (1520, 0))
     stitch = g.add("DreamActorSegmentStitcher", [True, 0, 0.5], (1900, 0))
     out = g.add("CreateVideo", [25.0], (2280, 0))
     save = g.add("SaveVideo", [f"dreamactor/animation_{driver}", "auto", "auto"], (2620, 0))

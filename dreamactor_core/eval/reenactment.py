@@ -57,8 +57,8 @@ class EvalSettings:
     clips: int = 4
     frames: int = 17
     steps: int = 20
-    ref_scale: float = 2.5
-    motion_scale: float = 2.5
+    ref_scale: float = 1.5
+    motion_scale: float = 1.5
     solver: str = "euler"
     shift: float = 3.0
     seed: int = 0

@@ -254,8 +254,8 @@ def decode_frames(model: DreamActorModel, latent: torch.Tensor, chunk: int | Non
 def generate(model: DreamActorModel, reference_image: torch.Tensor, guidance_maps: torch.Tensor,
              face_tokens: torch.Tensor | None = None,
              pseudo_references: Sequence[torch.Tensor] | None = None, *, steps: int = 25,
-             solver: str = "euler", shift: float = 3.0, ref_scale: float = 2.5,
-             motion_scale: float = 2.5, seed: int = 0, segment_frames: int | None = None,
+             solver: str = "euler", shift: float = 3.0, ref_scale: float = 1.5,
+             motion_scale: float = 1.5, seed: int = 0, segment_frames: int | None = None,
              face_mask: torch.Tensor | None = None, resample_tokens: bool = False,
              on_step: ProgressFn | None = None, colour_match: bool = True,
              decode_chunk: int | None = 2, stitch: bool = True) -> GenerationResult:

@@ -69,7 +69,7 @@ def test_cfg_one_equals_a_manual_conditional_run(model, inputs):
                              plan_segments(9, 9), reference=ref)
     torch.testing.assert_close(got, manual, atol=1e-5, rtol=0)
     guided = generate(model, ref, maps, tokens, steps=steps, shift=shift, seed=seed).frames
-    assert (guided - got).abs().max() > 1e-3  # the default scales 2.5 do change the result
+    assert (guided - got).abs().max() > 1e-3  # the default scales (1.5) do change the result
 
 
 def test_seed_reproducible_and_distinct(model, inputs):
