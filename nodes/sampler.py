@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..dreamactor_core.model.pipeline import generate
+from ..dreamactor_core.model.pipeline import GUIDANCE_SCALE, generate
 from ..dreamactor_core.model.segments import plan_segments
 from .comfy_glue import Progress
 from .types import FaceMotionType, ModelType, ReferenceType, SegmentsType
@@ -42,9 +42,9 @@ class DreamActorSampler(io.ComfyNode):
                                tooltip="heun: second order, two model calls per step."),
                 io.Float.Input("shift", default=3.0, min=0.1, max=20.0, step=0.1,
                                tooltip="Timestep shift of the flow-matching schedule."),
-                io.Float.Input("ref_scale", default=1.5, min=1.0, max=10.0, step=0.05,
+                io.Float.Input("ref_scale", default=GUIDANCE_SCALE, min=1.0, max=10.0, step=0.05,
                                tooltip="Classifier-free guidance on the reference (1 = off)."),
-                io.Float.Input("motion_scale", default=1.5, min=1.0, max=10.0, step=0.05,
+                io.Float.Input("motion_scale", default=GUIDANCE_SCALE, min=1.0, max=10.0, step=0.05,
                                tooltip="Classifier-free guidance on pose and face motion (1 = off)."),
                 io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True),
                 io.Int.Input("segment_frames", default=0, min=0, max=1001,

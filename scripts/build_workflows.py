@@ -45,6 +45,11 @@ class Graph:
         self.nodes.append(node)
         return node["id"]
 
+    def default(self, node_type: str, name: str):
+        """The node's own default for widget ``name`` (so workflows follow the pack's defaults)."""
+        inputs = self.info[node_type]["input"]
+        return {**inputs.get("required", {}), **inputs.get("optional", {})}[name][1]["default"]
+
     def link(self, src: int, output: str, dst: int, input_name: str) -> None:
         src_node, dst_node = self.nodes[src - 1], self.nodes[dst - 1]
         slot = next(i for i, o in enumerate(src_node["outputs"]) if o["name"] == output)
@@ -112,7 +117,8 @@ def _animate(info: dict, driver: str) -> dict:
     g = Graph(info)
     model = g.add("DreamActorModelLoader", [DEMO_MODEL], (0, -220))
     ref, parts, skel, sphere = _guidance(g, DEMO_SIZE)
-    sampler = g.add("DreamActorSampler", [20, "euler", 3.0, 1.5, 1.5, 0, "fixed", 0], (1520, 0))
+    scales = [g.default("DreamActorSampler", name) for name in ("ref_scale", "motion_scale")]
+    sampler = g.add("DreamActorSampler", [20, "euler", 3.0, *scales, 0, "fixed", 0], (1520, 0))
     stitch = g.add("DreamActorSegmentStitcher", [True, 0, 0.5], (1900, 0))
     out = g.add("CreateVideo", [25.0], (2280, 0))
     save = g.add("SaveVideo", [f"dreamactor/animation_{driver}", "auto", "auto"], (2620, 0))

@@ -39,7 +39,7 @@ import torch
 
 from ..model.bundle import DreamActorModel
 from ..model.motion_tokens import encode_audio, encode_face_crops
-from ..model.pipeline import generate
+from ..model.pipeline import GUIDANCE_SCALE, generate
 from ..synthetic.character import STREAM_MOTION, rng_for, sample_character
 from ..synthetic.clip import SyntheticClip, make_clip, render_motion, render_reference
 from ..synthetic.motion import sample_motion
@@ -57,8 +57,8 @@ class EvalSettings:
     clips: int = 4
     frames: int = 17
     steps: int = 20
-    ref_scale: float = 1.5
-    motion_scale: float = 1.5
+    ref_scale: float = GUIDANCE_SCALE
+    motion_scale: float = GUIDANCE_SCALE
     solver: str = "euler"
     shift: float = 3.0
     seed: int = 0

@@ -51,6 +51,10 @@ from .bundle import DreamActorModel
 from .flow import SOLVERS, guided_velocity_fn, make_schedule, sample, sample_noise
 from .segments import Segment, plan_segments, segment_guidance, stitch_segments
 
+# Default classifier-free guidance scale for the reference and for the motion: on the demo model
+# 1.5 / 1.5 scores 0.2 dB above 2.5 / 2.5 and leaves smaller segment joins (its model card).
+GUIDANCE_SCALE = 1.5
+
 ProgressFn = Callable[[int, int], None]  # (done, total) over all segments; may raise to cancel
 
 
@@ -254,8 +258,8 @@ def decode_frames(model: DreamActorModel, latent: torch.Tensor, chunk: int | Non
 def generate(model: DreamActorModel, reference_image: torch.Tensor, guidance_maps: torch.Tensor,
              face_tokens: torch.Tensor | None = None,
              pseudo_references: Sequence[torch.Tensor] | None = None, *, steps: int = 25,
-             solver: str = "euler", shift: float = 3.0, ref_scale: float = 1.5,
-             motion_scale: float = 1.5, seed: int = 0, segment_frames: int | None = None,
+             solver: str = "euler", shift: float = 3.0, ref_scale: float = GUIDANCE_SCALE,
+             motion_scale: float = GUIDANCE_SCALE, seed: int = 0, segment_frames: int | None = None,
              face_mask: torch.Tensor | None = None, resample_tokens: bool = False,
              on_step: ProgressFn | None = None, colour_match: bool = True,
              decode_chunk: int | None = 2, stitch: bool = True) -> GenerationResult:

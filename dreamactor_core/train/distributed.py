@@ -117,7 +117,6 @@ class StepBatchSampler(Sampler):
     def __init__(self, dataset_size: int, batch_size: int, seed: int, ctx: DistContext,
                  start_step: int, end_step: int, echo: int = 1):
         self.n, self.batch_size, self.seed, self.ctx = dataset_size, batch_size, seed, ctx
-        self.echo = echo
         self.first, self.end = start_step // echo, -(-end_step // echo)  # batch numbers
 
     def __len__(self) -> int:
