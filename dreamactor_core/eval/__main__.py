@@ -78,7 +78,8 @@ def table(summary: dict) -> str:
         lines.append(f"{name:16}" + "".join(f"{_fmt(scores.get(k)):>13}" for k in keys))
     closed = summary["baselines"]["closed_mouth"]["mouth_error"]
     lines.append(f"{'closed mouth':16}{'':65}{_fmt(closed):>13}")
-    lines.append(f"VAE reconstruction PSNR {_fmt(summary['vae_psnr'], 2)} dB (reference image "
+    lines.append(f"VAE reconstruction PSNR {_fmt(summary['vae_psnr'], 2)} dB (moving pixels "
+                 f"{_fmt(summary.get('vae_moving_psnr'), 2)} dB, reference image "
                  f"alone {_fmt(summary.get('vae_reference_psnr'), 2)} dB), mouth error "
                  f"{_fmt(summary['vae_mouth_error'])}; mouth measure floor "
                  f"{_fmt(summary['mouth_floor'])} over {summary['mouth_clips']} clip(s)")

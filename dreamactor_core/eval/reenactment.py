@@ -24,6 +24,7 @@ Baselines computed in the same run, scored with the same metrics:
 * ``vae_psnr``: PSNR of the model's VAE reconstruction (posterior mean, encode then decode) of
   the ground truth, the ceiling any latent generator can reach; ``vae_mouth_error``: the
   mouth error of that reconstruction (whether the latent space carries the mouth at all);
+  ``vae_moving_psnr``: its PSNR over the moving pixels, the ceiling of ``moving_psnr``;
   ``vae_reference_psnr``: the same for the reference image encoded alone, as the generator
   encodes it (a 1-frame video: the causal VAE's first-frame path).
 """
@@ -88,6 +89,7 @@ class ClipResult:
     videos: dict[str, np.ndarray]  # variant -> [T, H, W, 3] float 0..1
     scores: dict[str, dict[str, float]]  # variant -> metric -> value
     vae_psnr: float
+    vae_moving_psnr: float  # the ceiling of the model's moving-pixel PSNR
     vae_reference_psnr: float  # the reference image through the VAE as a 1-frame video
     vae_mouth_error: float  # mouth error of the VAE reconstruction: the latent space's ceiling
     mouth_floor: float  # calibrated mouth measure on the ground truth itself
@@ -188,6 +190,7 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
     recon_opening = metrics.mouth_opening(metrics.mouth_darkness(recon, clip.track), curves)
     return ClipResult(seed=seed, reference=reference, guidance=guidance, truth=truth,
                       videos=videos, scores=scores, vae_psnr=metrics.psnr(recon, truth),
+                      vae_moving_psnr=metrics.moving_psnr(recon, truth, settings.moving_threshold),
                       vae_reference_psnr=metrics.psnr(vae_reconstruction(model, reference[None]),
                                                       reference[None]),
                       vae_mouth_error=metrics.mouth_error(recon_opening, clip.face["mouth_open"]),
@@ -219,6 +222,7 @@ def summarise(results: list[ClipResult], settings: EvalSettings) -> dict:
                       "closed_mouth": {"mouth_error": _mean([r.closed_mouth_error
                                                              for r in results])}},
         "vae_psnr": _mean([r.vae_psnr for r in results]),
+        "vae_moving_psnr": _mean([r.vae_moving_psnr for r in results]),
         "vae_reference_psnr": _mean([r.vae_reference_psnr for r in results]),
         "vae_mouth_error": _mean([r.vae_mouth_error for r in results]),
         "mouth_floor": _mean([r.mouth_floor for r in results]),

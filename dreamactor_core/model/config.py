@@ -52,6 +52,9 @@ class VAEConfig:
     # Pixel (un)shuffle at the input / output (Wan2.2-VAE style): the first level already runs
     # at H/patch_size, which makes small CPU-trained VAEs several times cheaper.
     patch_size: int = 1
+    # The decoder's width (None: base_channels). A decoder widened after training (see
+    # vae_widen) keeps the encoder, hence the latent space the DiT was trained on.
+    decoder_base_channels: int | None = None
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
@@ -59,6 +62,9 @@ class VAEConfig:
                      "num_res_blocks", "patch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"VAEConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.decoder_base_channels is not None and int(self.decoder_base_channels) < 1:
+            raise ValueError(f"VAEConfig.decoder_base_channels must be >= 1 (or null for "
+                             f"base_channels), got {self.decoder_base_channels}")
         if not _is_power_of_two(self.spatial_factor) or self.spatial_factor < 2:
             raise ValueError(f"VAEConfig.spatial_factor must be a power of two >= 2 (4 or 8), "
                              f"got {self.spatial_factor}")
@@ -77,6 +83,10 @@ class VAEConfig:
                              f"for spatial_factor {self.spatial_factor}, patch_size "
                              f"{self.patch_size}, temporal_factor {self.temporal_factor}; "
                              f"got {len(self.channel_mults)}: {self.channel_mults}")
+
+    @property
+    def decoder_width(self) -> int:
+        return self.base_channels if self.decoder_base_channels is None else self.decoder_base_channels
 
     @property
     def num_spatial_downsamples(self) -> int:

@@ -81,7 +81,7 @@ class Encoder3d(nn.Module):
 class Decoder3d(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
-        chans = [config.base_channels * m for m in config.channel_mults]
+        chans = [config.decoder_width * m for m in config.channel_mults]
         transitions = config.level_transitions()
         self.patch_size = config.patch_size
         ch = chans[-1]

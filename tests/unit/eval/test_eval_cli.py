@@ -74,6 +74,7 @@ def test_cli_prints_the_report_as_its_last_line_and_writes_the_sheet(model_file,
     assert "mouth_error" in report["baselines"]["closed_mouth"]
     assert 0 < report["vae_psnr"] < 60
     assert 0 < report["vae_reference_psnr"] < 60
+    assert 0 < report["vae_moving_psnr"] < 60
     assert report["vae_mouth_error"] is None or 0 <= report["vae_mouth_error"] <= 1
     assert report["settings"]["clips"] == 2 and report["settings"]["steps"] == 2
     assert report["clip_seeds"] == [10_000_000, 10_000_001]

@@ -15,7 +15,8 @@ def test_the_card_recipes_are_all_there():
     assert {"demo_64", "demo_64_vae", "demo_64_anneal", "demo_64_vae_decoder",
             "demo_64_vae_decoder_first_frame", "demo_64_continue", "demo_64_vae_continue",
             "demo_64_continuation", "demo_64_gpu_vae", "demo_64_gpu_stage3",
-            "demo_64_gpu_stage3_anneal", "demo_64_continuation_anneal"} <= names
+            "demo_64_gpu_stage3_anneal", "demo_64_continuation_anneal",
+            "demo_64_vae_decoder_wide"} <= names
 
 
 def test_the_gpu_recipes_differ_from_their_cpu_bases_only_in_scale_and_seed():

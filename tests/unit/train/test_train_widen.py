@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from dreamactor_core.model.bundle import DreamActorModel
+from dreamactor_core.train import export as export_cli
+from dreamactor_core.train import widen as widen_cli
+from dreamactor_core.train.trainer import build_modules, load_init
+
+
+@pytest.fixture(scope="module")
+def model_file(stage1_run, tmp_path_factory):
+    return export_cli.export(stage1_run, tmp_path_factory.mktemp("w") / "m.safetensors",
+                             which="model", dtype=None)
+
+
+def _wide_config(tiny_config, width):
+    config = tiny_config()
+    vae = dict(config.model_overrides["vae"], decoder_base_channels=width)
+    return tiny_config(model_overrides=dict(config.model_overrides, vae=vae))
+
+
+@torch.no_grad()
+def test_widened_file_decodes_the_same_and_keeps_the_rest(model_file, tmp_path, capsys):
+    out = tmp_path / "wide.safetensors"
+    assert widen_cli.main(["--model", str(model_file), "--out", str(out),
+                           "--decoder-base-channels", "16"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    narrow, wide = DreamActorModel.load(model_file), DreamActorModel.load(out)
+    assert wide.config.vae.decoder_base_channels == 16
+    z = torch.randn(1, 4, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(wide.vae.decode(z), narrow.vae.decode(z), atol=1e-5, rtol=1e-5)
+    for name in ("pose_encoder", "dit", "face_encoder", "audio_encoder"):
+        for (key, a), b in zip(getattr(narrow, name).state_dict().items(),
+                               getattr(wide, name).state_dict().values()):
+            assert torch.equal(a, b), f"{name}.{key}"
+
+
+def test_a_decoder_run_starts_from_the_widened_file(model_file, tmp_path, tiny_config):
+    out = widen_cli.widen(model_file, tmp_path / "wide.safetensors", 16)
+    modules = build_modules(_wide_config(tiny_config, 16))
+    assert "vae" in load_init(modules, out)
+    with pytest.raises(ValueError, match="vae.decoder"):  # the run config must say the width
+        load_init(build_modules(tiny_config()), out)
+
+
+def test_bad_width_is_a_clear_error(model_file, tmp_path, capsys):
+    assert widen_cli.main(["--model", str(model_file), "--out", str(tmp_path / "x.safetensors"),
+                           "--decoder-base-channels", "12"]) == 2
+    assert "multiple of the current decoder width 8" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
