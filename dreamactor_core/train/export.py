@@ -49,8 +49,15 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", default="model", choices=["model", "ema"], help="raw weights or their EMA")
     parser.add_argument("--dtype", default="fp16", choices=["fp16", "bf16", "fp32"])
     args = parser.parse_args(argv)
+    return report_written(lambda: export(args.run, args.out, args.components, args.weights,
+                                         None if args.dtype == "fp32" else args.dtype))
+
+
+def report_written(write) -> int:
+    """A file-writing command's exit code: runs ``write()`` (which returns the file's path) and
+    prints the file and its size, or the error (a ValueError) without a traceback."""
     try:
-        path = export(args.run, args.out, args.components, args.weights, None if args.dtype == "fp32" else args.dtype)
+        path = write()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..model.bundle import DreamActorModel
 from ..model.vae_widen import widen_decoder
+from .export import report_written
 
 
 def widen(model_path: str | Path, out: str | Path, decoder_base_channels: int, seed: int = 0,
@@ -39,14 +40,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"],
                         help="storage dtype (fp32 keeps the widened decoder exact)")
     args = parser.parse_args(argv)
-    try:
-        path = widen(args.model, args.out, args.decoder_base_channels, args.seed,
-                     None if args.dtype == "fp32" else args.dtype)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
-    return 0
+    return report_written(lambda: widen(args.model, args.out, args.decoder_base_channels,
+                                        args.seed, None if args.dtype == "fp32" else args.dtype))
 
 
 if __name__ == "__main__":

@@ -48,3 +48,6 @@ def test_bad_width_is_a_clear_error(model_file, tmp_path, capsys):
                            "--decoder-base-channels", "12"]) == 2
     assert "multiple of the current decoder width 8" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
+    assert widen_cli.main(["--model", str(tmp_path / "none.safetensors"), "--out",
+                           str(tmp_path / "x.safetensors"), "--decoder-base-channels", "16"]) == 2
+    assert "does not exist" in capsys.readouterr().err
