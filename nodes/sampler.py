@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..dreamactor_core.model.pipeline import GUIDANCE_SCALE, generate
+from ..dreamactor_core.model.pipeline import GUIDANCE_SCALE, SHIFT, generate
 from ..dreamactor_core.model.segments import plan_segments
 from .comfy_glue import Progress
 from .types import FaceMotionType, ModelType, ReferenceType, SegmentsType
@@ -40,7 +40,7 @@ class DreamActorSampler(io.ComfyNode):
                 io.Int.Input("steps", default=20, min=1, max=200),
                 io.Combo.Input("solver", options=["euler", "heun"], default="euler",
                                tooltip="heun: second order, two model calls per step."),
-                io.Float.Input("shift", default=3.0, min=0.1, max=20.0, step=0.1,
+                io.Float.Input("shift", default=SHIFT, min=0.1, max=20.0, step=0.1,
                                tooltip="Timestep shift of the flow-matching schedule."),
                 io.Float.Input("ref_scale", default=GUIDANCE_SCALE, min=1.0, max=10.0, step=0.05,
                                tooltip="Classifier-free guidance on the reference (1 = off)."),

@@ -40,7 +40,7 @@ import torch
 
 from ..model.bundle import DreamActorModel
 from ..model.motion_tokens import encode_audio, encode_face_crops
-from ..model.pipeline import GUIDANCE_SCALE, generate
+from ..model.pipeline import GUIDANCE_SCALE, SHIFT, generate
 from ..synthetic.character import STREAM_MOTION, rng_for, sample_character
 from ..synthetic.clip import SyntheticClip, make_clip, render_motion, render_reference
 from ..synthetic.motion import sample_motion
@@ -61,7 +61,7 @@ class EvalSettings:
     ref_scale: float = GUIDANCE_SCALE
     motion_scale: float = GUIDANCE_SCALE
     solver: str = "euler"
-    shift: float = 3.0
+    shift: float = SHIFT
     seed: int = 0
     base_seed: int = 10_000_000
     mean_clips: int = 8

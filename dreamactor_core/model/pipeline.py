@@ -54,6 +54,7 @@ from .segments import Segment, plan_segments, segment_guidance, stitch_segments
 # Default classifier-free guidance scale for the reference and for the motion: on the demo model
 # 1.5 / 1.5 scores 0.2 dB above 2.5 / 2.5 and leaves smaller segment joins (its model card).
 GUIDANCE_SCALE = 1.5
+SHIFT = 3.0  # timestep shift of the sampling schedule (flow.make_schedule)
 
 ProgressFn = Callable[[int, int], None]  # (done, total) over all segments; may raise to cancel
 
@@ -258,7 +259,7 @@ def decode_frames(model: DreamActorModel, latent: torch.Tensor, chunk: int | Non
 def generate(model: DreamActorModel, reference_image: torch.Tensor, guidance_maps: torch.Tensor,
              face_tokens: torch.Tensor | None = None,
              pseudo_references: Sequence[torch.Tensor] | None = None, *, steps: int = 25,
-             solver: str = "euler", shift: float = 3.0, ref_scale: float = GUIDANCE_SCALE,
+             solver: str = "euler", shift: float = SHIFT, ref_scale: float = GUIDANCE_SCALE,
              motion_scale: float = GUIDANCE_SCALE, seed: int = 0, segment_frames: int | None = None,
              face_mask: torch.Tensor | None = None, resample_tokens: bool = False,
              on_step: ProgressFn | None = None, colour_match: bool = True,

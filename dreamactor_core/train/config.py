@@ -25,7 +25,7 @@ from ..model.audio_motion import AudioMotionConfig
 from ..model.config import ModelConfig, dataclass_from_dict, preset
 from ..model.face_motion import FaceMotionConfig
 
-STAGES = ("vae", "vae_decoder", "1", "2", "3", "audio")
+STAGES = ("vae", "vae_decoder", "vae_decoder_sampled", "1", "2", "3", "audio")
 LR_SCHEDULES = ("constant", "cosine")
 MIXED_PRECISION = ("auto", "bf16", "no")
 
@@ -65,6 +65,12 @@ class TrainConfig:
     # Reconstruction weight of frame 0, which the causal VAE encodes alone (as it does every
     # reference image); temporal_factor makes each latent frame count the same (stages.vae_weight).
     vae_first_frame_weight: float = 1.0
+    # vae_decoder_sampled: the frozen model samples each clip's latent as the pipeline does
+    # (Euler, this many steps, shift 3, the default guidance scales) and the decoder learns to
+    # decode it to the clip; this share of the samples is decoded from the clip's own latent
+    # instead, so the decoder stays a reconstruction decoder too (stages.sampled_latents).
+    sampled_steps: int = 20
+    sampled_true_fraction: float = 0.5
     latent_stats_clips: int = 8  # clips used to set the VAE's latent mean/std before DiT stages
     mixed_precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     gradient_checkpointing: bool = False
@@ -85,6 +91,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a probability in 0..1, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.sampled_steps < 1:
+            raise ValueError(f"sampled_steps must be >= 1 sampling step, got {self.sampled_steps}")
+        if not 0.0 <= self.sampled_true_fraction <= 1.0:
+            raise ValueError("sampled_true_fraction must be a probability in 0..1, got "
+                             f"{self.sampled_true_fraction}")
         if not (math.isfinite(self.vae_head_weight) and self.vae_head_weight >= 0):
             raise ValueError(f"vae_head_weight must be a number >= 0, got {self.vae_head_weight}")
         if not (math.isfinite(self.vae_first_frame_weight) and self.vae_first_frame_weight > 0):

@@ -4,6 +4,10 @@
     vae     VAE (encoder + decoder)                    L1 + MSE reconstruction + KL (small);
                                                        optionally weighted up on the head
     vae_decoder  VAE decoder only (latent space kept)  the same reconstruction loss
+    vae_decoder_sampled  VAE decoder only                the same reconstruction loss, decoding
+                                                       the latent the frozen model samples for
+                                                       the clip (or, for a share of the samples,
+                                                       the clip's own latent)
     1       DiT (minus face attention) + pose encoder  flow matching, no face tokens
     2       face-motion encoder + DiT face attention   flow matching with face tokens
     3       DiT + pose encoder + face-motion encoder   flow matching with face tokens
@@ -11,7 +15,9 @@
 
 The VAE is trained only in its own stages and frozen afterwards: stages 1-3 encode video and
 reference with the frozen VAE's posterior mean (normalised latents). "vae_decoder" fine-tunes
-only the decoder, so a DiT trained on that latent space stays valid. Before
+only the decoder, so a DiT trained on that latent space stays valid; "vae_decoder_sampled"
+does the same on what the pipeline decodes, the DiT's sampled latents, whose errors a decoder
+trained only on encoder outputs has never seen (sampled_latents). Before
 the first DiT stage the trainer sets the VAE's latent mean/std from data (see trainer.py).
 Face attention layers are found by module type (``dit.FaceAttention``), not by name.
 
@@ -30,7 +36,8 @@ from torch import nn
 
 from ..model.audio_motion import audio_features
 from ..model.dit import FaceAttention
-from ..model.flow import sample_timesteps, training_target
+from ..model.flow import guided_velocity_fn, make_schedule, sample, sample_timesteps, training_target
+from ..model.pipeline import GUIDANCE_SCALE, SHIFT
 from .config import STAGES, TrainConfig
 from .datasets import stable_seed
 
@@ -65,7 +72,7 @@ def trainable_names(modules: nn.Module, stage: str) -> set[str]:
         component = name.split(".", 1)[0]
         if stage == "vae":
             keep = component == "vae"
-        elif stage == "vae_decoder":
+        elif stage in ("vae_decoder", "vae_decoder_sampled"):
             keep = name.startswith("vae.decoder.")
         elif stage == "1":
             keep = component == "pose_encoder" or (component == "dit" and name not in face_attn)
@@ -157,21 +164,59 @@ def vae_weight(guidance: torch.Tensor, head_extra: float, first_frame: float
     return weight
 
 
-def vae_loss(vae: nn.Module, video: torch.Tensor, noise: torch.Tensor, kl_weight: float,
-             weight: torch.Tensor | None = None):
-    """L1 + MSE (each optionally weighted per pixel by ``weight`` [B, 1, T, H, W]) + KL; the
-    logged l1 / mse are unweighted, comparable across runs."""
-    posterior = vae.encode_distribution(video)
-    z = posterior.mean + posterior.std * noise.to(posterior.mean.dtype)
-    recon = vae.decode(z, normalized=False).float()
-    err = recon - video  # [B, 3, T, H, W]
+def reconstruction_loss(recon: torch.Tensor, video: torch.Tensor,
+                        weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """L1 + MSE of recon against video [B, 3, T, H, W], each optionally weighted per pixel by
+    ``weight`` [B, 1, T, H, W]; the logged l1 / mse are unweighted, comparable across runs."""
+    err = recon.float() - video  # [B, 3, T, H, W]
     l1, mse = err.abs().mean(), err.pow(2).mean()
     if weight is None:
-        recon_loss = l1 + mse
+        loss = l1 + mse
     else:
-        recon_loss = (weight * (err.abs() + err.pow(2))).mean()
+        loss = (weight * (err.abs() + err.pow(2))).mean()
+    return loss, {"l1": l1.detach(), "mse": mse.detach()}
+
+
+def vae_loss(vae: nn.Module, video: torch.Tensor, noise: torch.Tensor, kl_weight: float,
+             weight: torch.Tensor | None = None):
+    """reconstruction_loss of a posterior sample's decoding + KL."""
+    posterior = vae.encode_distribution(video)
+    z = posterior.mean + posterior.std * noise.to(posterior.mean.dtype)
+    loss, metrics = reconstruction_loss(vae.decode(z, normalized=False), video, weight)
     kl = posterior.kl().mean() / posterior.mean[0].numel()
-    return recon_loss + kl_weight * kl, {"l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach()}
+    return loss + kl_weight * kl, {**metrics, "kl": kl.detach()}
+
+
+@torch.no_grad()
+def sampled_latents(modules: nn.Module, batch: dict, config: TrainConfig,
+                    step: int, positions: list[int]) -> dict:
+    """The batch plus ``decode_latent`` [B, C, T', h, w]: what the vae_decoder_sampled stage
+    decodes. Per sample, with probability ``config.sampled_true_fraction`` the clip's own
+    (normalised posterior-mean) latent; otherwise the latent the frozen model samples for the
+    clip as the pipeline samples a first segment: reference latent + pose latent of the clip's
+    skeleton / head-sphere maps + its face-motion tokens, Euler over ``config.sampled_steps``
+    steps with shift SHIFT, reference and motion guidance GUIDANCE_SCALE, from noise drawn per
+    sample from (seed, step, position). Computed once per loaded batch: data_echo steps reuse it.
+    """
+    video = batch["video"]
+    latent = modules.vae.encode(video)  # [B, C, T', h, w]
+    use_true, noises = [], []
+    for pos in positions:
+        gen = torch.Generator().manual_seed(stable_seed(config.seed, step, pos, 13))
+        use_true.append(bool(torch.rand(1, generator=gen) < config.sampled_true_fraction))
+        noises.append(torch.randn(latent.shape[1:], generator=gen))
+    pick = torch.tensor([not t for t in use_true], device=video.device)  # [B] sampled ones
+    decode_latent = latent.clone()
+    if pick.any():
+        cond = {"pose_latent": modules.pose_encoder(batch["guidance"][pick]),
+                "ref_latent": modules.vae.encode(batch["reference"][pick][:, :, None]),
+                "face_tokens": modules.face_encoder(batch["face_crops"][pick]),
+                "face_mask": batch["face_mask"][pick]}
+        velocity = guided_velocity_fn(modules.dit, cond, GUIDANCE_SCALE, GUIDANCE_SCALE)
+        noise = torch.stack(noises)[pick.cpu()].to(device=latent.device, dtype=latent.dtype)
+        decode_latent[pick] = sample(velocity, noise, make_schedule(config.sampled_steps, SHIFT),
+                                     "euler")
+    return {**batch, "decode_latent": decode_latent}
 
 
 def flow_loss(modules: nn.Module, batch: dict, draws: Draws, stage: str):
@@ -214,9 +259,12 @@ def stage_loss(modules: nn.Module, batch: dict, draws: Draws | None, stage: str,
                config: TrainConfig):
     """(scalar loss, dict of detached extra metrics) for one local batch."""
     stage = check_stage(stage)
-    if stage in ("vae", "vae_decoder"):
+    if stage in ("vae", "vae_decoder", "vae_decoder_sampled"):
         weight = vae_weight(batch["guidance"], config.vae_head_weight,
                             config.vae_first_frame_weight)
+        if stage == "vae_decoder_sampled":
+            return reconstruction_loss(modules.vae.decode(batch["decode_latent"]),
+                                       batch["video"], weight)
         return vae_loss(modules.vae, batch["video"], draws.noise, config.vae_kl_weight, weight)
     if stage in DIT_STAGES:
         return flow_loss(modules, batch, draws, stage)

@@ -17,14 +17,14 @@ from dreamactor_core.model.motion_tokens import embedded_models
 
 torch.set_num_threads(1)
 DEMO = Path(__file__).resolve().parents[3] / "dreamactor_core" / "embedded" / "dreamactor_demo.safetensors"
-# Measured on this clip when the model shipped (see the model card): +11.0 dB PSNR and +9.5 dB
-# moving-pixel PSNR over copying the reference (+10.3 dB PSNR with the audio driver); the
+# Measured on this clip when the model shipped (see the model card): +11.4 dB PSNR and +9.7 dB
+# moving-pixel PSNR over copying the reference (+10.6 dB PSNR with the audio driver); the
 # session-2 model gave +3.5 / +3.3. The margins guard against a regression to such a model or
 # to "copy the reference" (0 dB), not against small numerical drift.
 PSNR_MARGIN = 5.0
 MOVING_MARGIN = 5.0
 # A 33-frame clip is two segments (the same clip, 33 frames). Measured at its join when the
-# model shipped: seam_error 0.012 (0.012 with audio); the session-6 model gave 0.074 when each segment continued
+# model shipped: seam_error 0.012 (0.011 with audio); the session-6 model gave 0.074 when each segment continued
 # from the previous one's last latent, 0.042 from its re-encoded last frame.
 SEAM_MAX = 0.03
 

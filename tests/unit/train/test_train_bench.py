@@ -51,3 +51,21 @@ def test_cli_mixed_precision_overrides_the_config(config_file, tmp_path):
     assert train_main(["--config", str(config_file), "--stage", "vae", "--steps", "1",
                        "--out", str(out), "--device", "cpu", "--mixed-precision", "bf16"]) == 0
     assert json.loads((out / "train_config.json").read_text())["mixed_precision"] == "bf16"
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_native_bf16_warns_with_the_fix(tmp_path, tiny_config, monkeypatch,
+                                                              native):
+    import warnings
+
+    from dreamactor_core.train import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = trainer_module.Trainer(tiny_config(mixed_precision="bf16"), "vae", tmp_path, 1,
+                                         device="cpu")
+    slow = [w for w in caught if "--mixed-precision no" in str(w.message)]
+    assert trainer.use_bf16  # the choice is the user's; the warning names its cost and the fix
+    assert [w.category for w in slow] == ([] if native else [RuntimeWarning])
+

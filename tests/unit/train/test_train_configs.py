@@ -16,7 +16,7 @@ def test_the_card_recipes_are_all_there():
             "demo_64_vae_decoder_first_frame", "demo_64_continue", "demo_64_vae_continue",
             "demo_64_continuation", "demo_64_gpu_vae", "demo_64_gpu_stage3",
             "demo_64_gpu_stage3_anneal", "demo_64_continuation_anneal",
-            "demo_64_vae_decoder_wide"} <= names
+            "demo_64_vae_decoder_wide", "demo_64_vae_decoder_sampled"} <= names
 
 
 def test_the_gpu_recipes_differ_from_their_cpu_bases_only_in_scale_and_seed():
@@ -38,3 +38,10 @@ def test_every_shipped_training_config_loads(path):
     model = config.model_config()
     assert (model.frame_height, model.frame_width) == (64, 64)
     assert config.data["kind"] == "synthetic"
+
+
+def test_the_decoder_recipe_keeps_the_shipped_models_clean_context():
+    # a run exports its own config: without this the shipped DiT, trained to continue from a
+    # clean first latent, would be told it was not and sampled on the noised path instead
+    path = next(p for p in CONFIGS if p.stem == "demo_64_vae_decoder_sampled")
+    assert TrainConfig.load(path).model_config().dit.clean_context
