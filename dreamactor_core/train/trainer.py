@@ -27,7 +27,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_optimizer_state_dict)
 from torch.utils.data import DataLoader
 
-from ..model.weights import load_component, load_component_partial
+from ..model.weights import load_component, load_component_partial, read_config
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .datasets import SyntheticClipDataset, collate
@@ -103,6 +103,8 @@ def load_init(modules: TrainModules, path: str | Path, components: list[str] | N
               if name in present and (components is None or name in components)]
     if not loaded:
         raise ValueError(f"--init {path} holds none of the components {COMPONENTS}")
+    if "dit" in loaded:
+        warn_if_clean_context_dropped(modules, path)
     for name in loaded:
         if not partial:
             load_component(path, name, getattr(modules, name))
@@ -112,6 +114,22 @@ def load_init(modules: TrainModules, path: str | Path, components: list[str] | N
             print(f"--init {path}: {len(kept)} tensor(s) of {name} have another shape there and "
                   f"keep their fresh initialisation: {', '.join(kept)}", flush=True)
     return loaded
+
+
+def warn_if_clean_context_dropped(modules: TrainModules, path: Path) -> None:
+    """A run exports its own config: a DiT trained to continue from a clean first latent, loaded
+    into a run whose config lacks ``dit.clean_context`` (``p_clean_first`` 0, e.g. a decoder-only
+    recipe), would come out marked as not trained for it, and the pipeline would sample its
+    continued segments on the noised path instead."""
+    try:
+        stored = read_config(path).dit.clean_context
+    except ValueError:  # a file without a stored config: nothing to compare with
+        return
+    if stored and not modules.model_config.dit.clean_context:
+        warnings.warn(f"--init {path}: its DiT was trained with clean context but this run's config "
+                      "lacks it, so the exported model will not use it; set "
+                      '"model_overrides": {"dit": {"clean_context": true}} (or p_clean_first > 0)',
+                      RuntimeWarning, stacklevel=3)
 
 
 def load_inits(modules: TrainModules, specs, partial: bool = False) -> list[str]:

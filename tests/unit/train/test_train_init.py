@@ -70,3 +70,21 @@ def test_cli_warm_starts_a_wider_latent_model(stage1_run, tmp_path, tiny_config,
     assert "has shape" in capsys.readouterr().err
     assert train_main(args + ["--out", str(tmp_path / "wide"), "--init-partial"]) == 0
     assert "keep their fresh initialisation" in capsys.readouterr().out
+
+
+def test_loading_a_clean_context_dit_into_a_run_without_it_warns(tmp_path, tiny_config):
+    import warnings
+
+    from dreamactor_core.train.trainer import Trainer
+
+    Trainer(tiny_config(p_clean_first=1.0), "1", tmp_path / "clean", 1, device="cpu").run()
+    for config, expected in [(tiny_config(), 1), (tiny_config(p_clean_first=0.3), 0)]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            load_inits(build_modules(config), tmp_path / "clean")
+        dropped = [w for w in caught if "clean context" in str(w.message)]
+        assert len(dropped) == expected and all("clean_context" in str(w.message) for w in dropped)
+    with warnings.catch_warnings(record=True) as caught:  # only the DiT carries the flag
+        warnings.simplefilter("always")
+        load_inits(build_modules(tiny_config()), f"{tmp_path / 'clean'}:vae")
+    assert not [w for w in caught if "clean context" in str(w.message)]
