@@ -28,7 +28,7 @@ from .config import ModelConfig, dataclass_from_dict
 from .dit import DreamActorDiT
 from .face_motion import FaceMotionConfig, FaceMotionEncoder
 from .pose_encoder import PoseEncoder
-from .vae import CausalVAE
+from .vae import build_vae
 
 MOTION_CONFIG_KEY = "dreamactor_motion_config"
 COMPONENTS = ("vae", "pose_encoder", "dit", "face_encoder", "audio_encoder")
@@ -70,7 +70,7 @@ class DreamActorModel(nn.Module):
         self.config = config
         self.face_config = face_config
         self.audio_config = audio_config
-        self.vae = CausalVAE(config.vae)
+        self.vae = build_vae(config.vae)
         self.pose_encoder = PoseEncoder.from_config(config)
         self.dit = DreamActorDiT(config.dit)
         self.face_encoder = FaceMotionEncoder(face_config)

@@ -65,9 +65,10 @@ class ChannelRMSNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels, 1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: [B, C, T, H, W]
+        # x: [B, C, T, H, W] (or [N, C, H, W]: the frame VAE's per-frame layers)
         rms = x.pow(2).mean(dim=1, keepdim=True).add(self.eps).rsqrt()
-        return x * rms * self.weight + self.bias
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return x * rms * self.weight.view(shape) + self.bias.view(shape)
 
 
 class ResBlock3d(nn.Module):

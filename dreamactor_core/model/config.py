@@ -29,6 +29,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
+VAE_ARCHITECTURES = ("causal3d", "frame_stack")
+
+
 def _is_power_of_two(n: int) -> bool:
     return n >= 1 and (n & (n - 1)) == 0
 
@@ -55,6 +58,11 @@ class VAEConfig:
     # The decoder's width (None: base_channels). A decoder widened after training (see
     # vae_widen) keeps the encoder, hence the latent space the DiT was trained on.
     decoder_base_channels: int | None = None
+    # "causal3d": 3D causal convolutions throughout, time compressed inside the network (vae.py).
+    # "frame_stack": a 2D autoencoder per frame to latent_channels / temporal_factor channels,
+    # temporal_factor frames stacked along channels per latent frame (frame_vae.py); its levels
+    # are the spatial ones only: log2(spatial_factor / patch_size) + 1 channel_mults.
+    architecture: str = "causal3d"
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
@@ -73,15 +81,27 @@ class VAEConfig:
         if not _is_power_of_two(self.patch_size) or self.patch_size > self.spatial_factor:
             raise ValueError(f"VAEConfig.patch_size must be a power of two <= spatial_factor "
                              f"({self.spatial_factor}), got {self.patch_size}")
-        if self.num_temporal_downsamples > int(math.log2(self.spatial_factor)):
-            raise ValueError("VAEConfig.temporal_factor cannot exceed spatial_factor "
-                             f"({self.temporal_factor} > {self.spatial_factor})")
-        n_levels = max(self.num_spatial_downsamples, self.num_temporal_downsamples) + 1
+        if self.architecture not in VAE_ARCHITECTURES:
+            raise ValueError(f"VAEConfig.architecture must be one of {VAE_ARCHITECTURES}, got "
+                             f"{self.architecture!r}")
+        if self.architecture == "frame_stack":
+            if self.latent_channels % self.temporal_factor:
+                raise ValueError(f"VAEConfig.latent_channels ({self.latent_channels}) must be a "
+                                 f"multiple of temporal_factor ({self.temporal_factor}) for the "
+                                 "frame_stack VAE: each latent frame stacks that many frames")
+            n_levels = self.num_spatial_downsamples + 1
+            rule = "log2(spatial_factor / patch_size) + 1"
+        else:
+            if self.num_temporal_downsamples > int(math.log2(self.spatial_factor)):
+                raise ValueError("VAEConfig.temporal_factor cannot exceed spatial_factor "
+                                 f"({self.temporal_factor} > {self.spatial_factor})")
+            n_levels = max(self.num_spatial_downsamples, self.num_temporal_downsamples) + 1
+            rule = "max(log2(spatial_factor / patch_size), log2(temporal_factor)) + 1"
         if len(self.channel_mults) != n_levels:
             raise ValueError(f"VAEConfig.channel_mults needs {n_levels} entries (one per level: "
-                             f"max(log2(spatial_factor / patch_size), log2(temporal_factor)) + 1) "
-                             f"for spatial_factor {self.spatial_factor}, patch_size "
-                             f"{self.patch_size}, temporal_factor {self.temporal_factor}; "
+                             f"{rule}) for the {self.architecture} VAE with spatial_factor "
+                             f"{self.spatial_factor}, patch_size {self.patch_size}, "
+                             f"temporal_factor {self.temporal_factor}; "
                              f"got {len(self.channel_mults)}: {self.channel_mults}")
 
     @property
@@ -269,10 +289,10 @@ def count_parameters(config: ModelConfig) -> dict[str, int]:
 
     from .dit import DreamActorDiT
     from .pose_encoder import PoseEncoder
-    from .vae import CausalVAE
+    from .vae import build_vae
 
     with torch.device("meta"):
-        modules = {"vae": CausalVAE(config.vae), "pose_encoder": PoseEncoder.from_config(config),
+        modules = {"vae": build_vae(config.vae), "pose_encoder": PoseEncoder.from_config(config),
                    "dit": DreamActorDiT(config.dit)}
     counts = {name: sum(p.numel() for p in m.parameters()) for name, m in modules.items()}
     counts["total"] = sum(counts.values())

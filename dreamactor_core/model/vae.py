@@ -1,4 +1,11 @@
-"""Causal 3D VAE (Wan2.1 / CogVideoX style): video [B, 3, T, H, W] in -1..1 <-> latent.
+"""Video VAEs: video [B, 3, T, H, W] in -1..1 <-> latent [B, C, T', H/sf, W/sf].
+
+``VideoVAE`` is what the pipeline and the trainer use of any VAE (checks, latent normalisation,
+encode / decode); ``build_vae(config)`` makes the one ``config.architecture`` names:
+``causal3d``, this file's CausalVAE (Wan2.1 / CogVideoX style), or ``frame_stack``
+(frame_vae.FrameStackVAE: a 2D autoencoder per frame, tf frames stacked per latent frame).
+
+Causal 3D VAE (``causal3d``):
 
 Latent: [B, C, T', H/sf, W/sf] with T' = (T-1)//tf + 1; the first frame is encoded alone so an
 image is a 1-frame video and the DiT's references share the video's latent space. T must be
@@ -110,12 +117,14 @@ class Decoder3d(nn.Module):
         return rearrange(x, "b (c p q) t h w -> b c t (h p) (w q)", p=p, q=p)
 
 
-class CausalVAE(nn.Module):
+class VideoVAE(nn.Module):
+    """A VAE as the rest of the model sees it. Subclasses implement ``encode_distribution``
+    (posterior over raw latents) and ``decode_raw`` (raw latent -> video); the T = tf*k + 1
+    frame contract, chunking and the latent normalisation are shared."""
+
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.config = config
-        self.encoder = Encoder3d(config)
-        self.decoder = Decoder3d(config)
         self.register_buffer("latent_mean", torch.zeros(config.latent_channels))
         self.register_buffer("latent_std", torch.ones(config.latent_channels))
 
@@ -178,10 +187,12 @@ class CausalVAE(nn.Module):
     def encode_distribution(self, video: torch.Tensor,
                             chunk_frames: int | None = None) -> DiagonalGaussian:
         """Posterior over raw latents; ``chunk_frames`` (multiple of tf) bounds memory."""
-        self._check_video(video)
-        moments = run_in_chunks(self.encoder, video, chunk_frames, self.config.temporal_factor,
-                                "CausalVAE.encode")
-        return DiagonalGaussian(moments)
+        raise NotImplementedError
+
+    def decode_raw(self, z: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+        """Raw (un-normalised) latent [B, C, T', h, w] -> video; ``chunk`` latent frames at a
+        time."""
+        raise NotImplementedError
 
     def encode(self, video: torch.Tensor, chunk_frames: int | None = None, sample: bool = False,
                generator: torch.Generator | None = None) -> torch.Tensor:
@@ -199,16 +210,44 @@ class CausalVAE(nn.Module):
         """latent [B, C, T', h, w] -> video [B, 3, tf*(T'-1)+1, h*sf, w*sf], nominally -1..1
         (not clamped). ``chunk`` latent frames are decoded per step with a causal cache."""
         self._check_latent(latent)
-        z = self.denormalize(latent) if normalized else latent
-        if chunk is None:
-            return self.decoder(z, None)
-        if chunk < 1:
-            raise ValueError(f"CausalVAE.decode: chunk must be >= 1 latent frame, got {chunk}")
-        cache: CausalCache = {}
-        return torch.cat([self.decoder(z[:, :, s:s + chunk], cache)
-                          for s in range(0, z.shape[2], chunk)], dim=2)
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"{type(self).__name__}.decode: chunk must be >= 1 latent frame, "
+                             f"got {chunk}")
+        return self.decode_raw(self.denormalize(latent) if normalized else latent, chunk)
 
     def forward(self, video: torch.Tensor, generator: torch.Generator | None = None):
         """Training pass: (reconstruction, posterior); the reconstruction decodes a sample."""
         posterior = self.encode_distribution(video)
         return self.decode(posterior.sample(generator), normalized=False), posterior
+
+
+class CausalVAE(VideoVAE):
+    """Causal 3D VAE (``architecture`` "causal3d"), see the module docstring."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__(config)
+        self.encoder = Encoder3d(config)
+        self.decoder = Decoder3d(config)
+
+    def encode_distribution(self, video: torch.Tensor,
+                            chunk_frames: int | None = None) -> DiagonalGaussian:
+        self._check_video(video)
+        moments = run_in_chunks(self.encoder, video, chunk_frames, self.config.temporal_factor,
+                                "CausalVAE.encode")
+        return DiagonalGaussian(moments)
+
+    def decode_raw(self, z: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+        if chunk is None:
+            return self.decoder(z, None)
+        cache: CausalCache = {}
+        return torch.cat([self.decoder(z[:, :, s:s + chunk], cache)
+                          for s in range(0, z.shape[2], chunk)], dim=2)
+
+
+def build_vae(config: VAEConfig) -> VideoVAE:
+    """The VAE ``config.architecture`` names."""
+    if config.architecture == "frame_stack":
+        from .frame_vae import FrameStackVAE
+
+        return FrameStackVAE(config)
+    return CausalVAE(config)

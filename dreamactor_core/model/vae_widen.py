@@ -63,6 +63,9 @@ def widen_decoder(vae: CausalVAE, decoder_base_channels: int, seed: int = 0) -> 
     current width) and decodes every latent as ``vae`` does (up to float rounding). The encoder
     and the latent statistics are copied unchanged."""
     config = vae.config
+    if not isinstance(vae, CausalVAE):
+        raise ValueError(f"widening the decoder needs the causal3d VAE; this model's VAE is "
+                         f"{config.architecture}")
     width = config.decoder_width
     if decoder_base_channels < width or decoder_base_channels % width:
         raise ValueError(f"decoder_base_channels must be a multiple of the current decoder width "

@@ -216,10 +216,10 @@ def load_bundle(path: str | os.PathLike, extra_modules: Mapping[str, nn.Module] 
     """
     from .dit import DreamActorDiT
     from .pose_encoder import PoseEncoder
-    from .vae import CausalVAE
+    from .vae import build_vae
 
     config = read_config(path)
-    modules: dict[str, nn.Module] = {"vae": CausalVAE(config.vae),
+    modules: dict[str, nn.Module] = {"vae": build_vae(config.vae),
                                      "pose_encoder": PoseEncoder.from_config(config),
                                      "dit": DreamActorDiT(config.dit)}
     for name in extra_modules or {}:

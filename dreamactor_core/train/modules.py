@@ -20,7 +20,7 @@ from ..model.audio_motion import AudioToMotionEncoder
 from ..model.dit import DreamActorDiT
 from ..model.face_motion import FaceMotionEncoder
 from ..model.pose_encoder import PoseEncoder
-from ..model.vae import CausalVAE
+from ..model.vae import VideoVAE, build_vae
 from .config import TrainConfig
 from .stages import Draws, stage_loss
 
@@ -32,7 +32,7 @@ class TrainModules(nn.Module):
         super().__init__()
         self.train_config = config
         self.model_config = config.model_config()
-        self.vae = CausalVAE(self.model_config.vae)
+        self.vae = build_vae(self.model_config.vae)
         self.pose_encoder = PoseEncoder.from_config(self.model_config)
         self.dit = DreamActorDiT(self.model_config.dit)
         self.dit.gradient_checkpointing = config.gradient_checkpointing
@@ -63,7 +63,7 @@ def build_modules(config: TrainConfig, device: torch.device | str = "cpu") -> Tr
 
 
 @torch.no_grad()
-def estimate_latent_stats(vae: CausalVAE, videos: list[torch.Tensor]) -> None:
+def estimate_latent_stats(vae: VideoVAE, videos: list[torch.Tensor]) -> None:
     """Sets the VAE's per-channel latent mean/std from posterior means of ``videos``
     ([3, T, H, W] each, -1..1), so the DiT sees roughly unit-variance latents."""
     device = vae.latent_mean.device

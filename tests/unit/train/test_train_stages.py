@@ -1,5 +1,7 @@
 """Stage freezing (which parameters learn) and that training lowers the loss."""
 
+import math
+
 import pytest
 import torch
 
@@ -93,6 +95,25 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path, tiny_config, stage):
     assert len(rows) == 4 and rows[-1]["step"] == 20
     # measured: vae 0.652 -> 0.543, stage 1 1.957 -> 1.574 (flow loss has a high noise floor)
     assert after < 0.9 * before, (before, after)
+
+
+def test_frame_stack_vae_trains_and_a_dit_stage_runs_on_it(tmp_path, tiny_config):
+    vae = {"architecture": "frame_stack", "latent_channels": 4, "base_channels": 8,
+           "channel_mults": [1, 2], "num_res_blocks": 1, "spatial_factor": 4,
+           "temporal_factor": 4, "patch_size": 2}
+    overrides = dict(tiny_config().model_overrides, vae=vae)
+    config = tiny_config(model_overrides=overrides, lr=3e-3, log_every=5,
+                         data={"kind": "synthetic", "num_clips": 2, "frames": [5, 5]})
+    trainer = Trainer(config, "vae", tmp_path / "vae", 20, device="cpu")
+    assert type(trainer.modules.vae).__name__ == "FrameStackVAE"
+    batch = collate([trainer.dataset[0], trainer.dataset[1]])
+    before = fixed_batch_loss(trainer.modules, "vae", batch, config)
+    trainer.run()
+    assert fixed_batch_loss(trainer.modules, "vae", batch, config) < 0.9 * before
+    dit = Trainer(config, "1", tmp_path / "s1", 2, init_from=tmp_path / "vae", device="cpu")
+    assert dit.modules.vae.has_latent_stats  # measured on the frame VAE's latents
+    rows = dit.run()
+    assert rows[-1]["step"] == 2 and math.isfinite(float(rows[-1]["loss"]))
 
 
 def test_draws_depend_on_position_not_on_batch_split(tiny_config):

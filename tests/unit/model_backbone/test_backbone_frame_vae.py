@@ -1,0 +1,129 @@
+import pytest
+import torch
+
+from dreamactor_core.model.config import VAEConfig
+from dreamactor_core.model.frame_vae import FrameStackVAE
+from dreamactor_core.model.vae import VideoVAE, build_vae
+
+torch.set_num_threads(1)
+
+
+def _config(**kw) -> VAEConfig:
+    base = dict(architecture="frame_stack", latent_channels=8, base_channels=8,
+                channel_mults=(1, 2), num_res_blocks=1, spatial_factor=4, temporal_factor=4,
+                patch_size=2)
+    return VAEConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def vae():
+    torch.manual_seed(0)
+    vae = build_vae(_config())
+    with torch.no_grad():  # away from the init, so every path carries signal
+        for p in vae.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        vae.set_latent_stats(torch.randn(8) * 0.1, torch.rand(8) + 0.5)
+    return vae.eval()
+
+
+def _video(t=9, size=16, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 3, t, size, size, generator=g) * 2 - 1
+
+
+def test_build_vae_picks_the_architecture():
+    assert isinstance(build_vae(_config()), FrameStackVAE)
+    assert isinstance(build_vae(_config()), VideoVAE)
+    assert type(build_vae(VAEConfig(latent_channels=4, base_channels=8))).__name__ == "CausalVAE"
+
+
+@torch.no_grad()
+def test_shapes_match_the_causal_contract(vae):
+    z = vae.encode(_video(9))
+    assert z.shape == (1, 8, 3, 4, 4)  # 8 channels = 4 frames x 2 per frame
+    assert vae.decode(z).shape == (1, 3, 9, 16, 16)
+    image = vae.encode(_video(1))
+    assert image.shape == (1, 8, 1, 4, 4)
+    assert vae.decode(image).shape == (1, 3, 1, 16, 16)
+
+
+@torch.no_grad()
+def test_latent_frames_stack_the_frames_they_cover(vae):
+    video = _video(9)
+    z = vae.encode(video)
+    alone = [vae.encode(video[:, :, i:i + 1]) for i in range(9)]  # each frame as a 1-frame video
+    c = 2
+    # latent frame 0: frame 0 in every group
+    for g in range(4):
+        torch.testing.assert_close(vae.denormalize(z)[:, g * c:(g + 1) * c, 0],
+                                   vae.denormalize(alone[0])[:, :c, 0])
+    # latent frame k >= 1, group g: frame 4(k-1) + 1 + g
+    for k in (1, 2):
+        for g in range(4):
+            frame = 4 * (k - 1) + 1 + g
+            torch.testing.assert_close(vae.denormalize(z)[:, g * c:(g + 1) * c, k],
+                                       vae.denormalize(alone[frame])[:, :c, 0])
+
+
+@torch.no_grad()
+def test_each_frame_decodes_from_its_own_group(vae):
+    z = vae.encode(_video(9))
+    poked = z.clone()
+    poked[:, 2:4, 1] += 3.0  # group 1 of latent frame 1 = frame 2
+    diff = (vae.decode(poked) - vae.decode(z)).abs().amax(dim=(0, 1, 3, 4))  # [T]
+    assert diff[2] > 0.01
+    assert torch.equal(diff[[0, 1, 3, 4, 5, 6, 7, 8]], torch.zeros(8))
+
+
+@torch.no_grad()
+def test_first_latent_copies_are_averaged(vae):
+    z = vae.denormalize(vae.encode(_video(1)))  # raw latent
+    spread = z.clone()
+    spread[:, :2] += 1.0  # copy 0 up, copy 1 down: same mean
+    spread[:, 2:4] -= 1.0
+    torch.testing.assert_close(vae.decode(spread, normalized=False),
+                               vae.decode(z, normalized=False), atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_chunked_equals_whole_and_frames_are_independent(vae):
+    video = _video(13)
+    z = vae.encode(video)
+    torch.testing.assert_close(vae.encode(video, chunk_frames=4), z, atol=1e-5, rtol=0)
+    torch.testing.assert_close(vae.decode(z, chunk=1), vae.decode(z), atol=1e-5, rtol=0)
+    later = video.clone()
+    later[:, :, 5:] = _video(8, seed=7)
+    assert torch.equal(vae.encode(later)[:, :, :2], z[:, :, :2])  # causal: no later frame leaks
+
+
+@torch.no_grad()
+def test_posterior_stacks_mean_and_logvar(vae):
+    posterior = vae.encode_distribution(_video(5))
+    assert posterior.mean.shape == posterior.logvar.shape == (1, 8, 2, 4, 4)
+    assert posterior.kl().shape == (1,)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"latent_channels": 6}, "multiple of temporal_factor"),
+    ({"channel_mults": (1, 2, 2)}, "channel_mults needs 2"),
+    ({"architecture": "unet"}, "architecture must be one of"),
+])
+def test_bad_configs(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _config(**kwargs)
+
+
+def test_bad_inputs_are_clear_errors(vae):
+    with pytest.raises(ValueError, match="4\\*k\\+1 frames"):
+        vae.encode(_video(4))
+    with pytest.raises(ValueError, match="chunk_frames must be a positive multiple"):
+        vae.encode(_video(9), chunk_frames=3)
+    with pytest.raises(ValueError, match="latent must be"):
+        vae.decode(torch.zeros(1, 4, 2, 4, 4))
+
+
+def test_widening_tools_refuse_it(vae):
+    from dreamactor_core.model.vae_widen import widen_decoder
+
+    with pytest.raises(ValueError, match="needs the causal3d VAE"):
+        widen_decoder(vae, 16)
