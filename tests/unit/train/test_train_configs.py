@@ -45,3 +45,20 @@ def test_the_decoder_recipe_keeps_the_shipped_models_clean_context():
     # clean first latent, would be told it was not and sampled on the noised path instead
     path = next(p for p in CONFIGS if p.stem == "demo_64_vae_decoder_sampled")
     assert TrainConfig.load(path).model_config().dit.clean_context
+
+
+def test_the_committed_frame_stack_checkpoint_matches_its_recipe():
+    # checkpoints/demo_64_fs.safetensors is the frame_stack model in progress (not shipped);
+    # the next run continues it with --init, so its shapes must fit demo_64_fs_stage3.json
+    from dreamactor_core.model.bundle import DreamActorModel
+    from dreamactor_core.train.modules import build_modules
+
+    root = Path(__file__).resolve().parents[3]
+    model = DreamActorModel.load(root / "checkpoints" / "demo_64_fs.safetensors")
+    config = TrainConfig.load(next(p for p in CONFIGS if p.stem == "demo_64_fs_stage3"))
+    recipe = config.model_config()
+    assert model.config.vae.architecture == "frame_stack" == recipe.vae.architecture
+    assert model.config.dit.clean_context and recipe.dit.clean_context
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    fresh = {k: tuple(v.shape) for k, v in build_modules(config).state_dict().items()}
+    assert shapes == {k: v for k, v in fresh.items() if k in shapes} and len(shapes) > 100
