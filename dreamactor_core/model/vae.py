@@ -187,6 +187,15 @@ class VideoVAE(nn.Module):
     def encode_distribution(self, video: torch.Tensor,
                             chunk_frames: int | None = None) -> DiagonalGaussian:
         """Posterior over raw latents; ``chunk_frames`` (multiple of tf) bounds memory."""
+        self._check_video(video)
+        tf = self.config.temporal_factor
+        if chunk_frames is not None and (chunk_frames < 1 or chunk_frames % tf):
+            raise ValueError(f"{type(self).__name__}.encode: chunk_frames must be a positive "
+                             f"multiple of the temporal factor {tf}, got {chunk_frames}")
+        return DiagonalGaussian(self.encode_moments(video, chunk_frames))
+
+    def encode_moments(self, video: torch.Tensor, chunk_frames: int | None) -> torch.Tensor:
+        """Checked video -> posterior moments [B, 2C, T', h, w] (mean, then log-variance)."""
         raise NotImplementedError
 
     def decode_raw(self, z: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
@@ -229,12 +238,9 @@ class CausalVAE(VideoVAE):
         self.encoder = Encoder3d(config)
         self.decoder = Decoder3d(config)
 
-    def encode_distribution(self, video: torch.Tensor,
-                            chunk_frames: int | None = None) -> DiagonalGaussian:
-        self._check_video(video)
-        moments = run_in_chunks(self.encoder, video, chunk_frames, self.config.temporal_factor,
-                                "CausalVAE.encode")
-        return DiagonalGaussian(moments)
+    def encode_moments(self, video: torch.Tensor, chunk_frames: int | None) -> torch.Tensor:
+        return run_in_chunks(self.encoder, video, chunk_frames, self.config.temporal_factor,
+                             "CausalVAE.encode")
 
     def decode_raw(self, z: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
         if chunk is None:
