@@ -3,6 +3,7 @@
     stage   trains                                     loss
     vae     VAE (encoder + decoder)                    L1 + MSE reconstruction + KL (small);
                                                        optionally weighted up on the head
+                                                       and on the mouth
     vae_decoder  VAE decoder only (latent space kept)  the same reconstruction loss
     vae_decoder_sampled  VAE decoder only                the same reconstruction loss, decoding
                                                        the latent the frozen model samples for
@@ -38,10 +39,13 @@ from ..model.audio_motion import audio_features
 from ..model.dit import FaceAttention
 from ..model.flow import guided_velocity_fn, make_schedule, sample, sample_timesteps, training_target
 from ..model.pipeline import GUIDANCE_SCALE, SHIFT
+from ..synthetic.kinematics import FACE_POINTS
 from .config import STAGES, TrainConfig
 from .datasets import stable_seed
 
 DIT_STAGES = ("1", "2", "3")
+MOUTH_DIRECTION = FACE_POINTS["mouth"] / float((FACE_POINTS["mouth"] ** 2).sum() ** 0.5)  # head frame
+MOUTH_CAP_COS = 0.9  # ~26 degrees around it: the mouth and lips at any opening and width
 
 
 def check_stage(stage) -> str:
@@ -149,15 +153,33 @@ def head_weight(guidance: torch.Tensor, extra: float) -> torch.Tensor:
     return 1.0 + extra * head
 
 
-def vae_weight(guidance: torch.Tensor, head_extra: float, first_frame: float
-               ) -> torch.Tensor | None:
-    """[B, 6, T, H, W] guidance -> [B, 1, T, H, W] per-pixel reconstruction weight (head_weight
-    times ``first_frame`` on frame 0), or None when both are neutral. Frame 0 is one pixel frame
-    in T but a whole latent frame, and the one every reference image goes through: at weight 1
-    a 17-frame clip gives it 1/17 of the loss and it reconstructs several dB worse."""
-    if head_extra == 0 and first_frame == 1:
+def mouth_mask(guidance: torch.Tensor) -> torch.Tensor:
+    """[B, 6, T, H, W] guidance -> [B, 1, T, H, W] bool: the head-sphere pixels whose normal in
+    the head frame (decoded from the sphere's colour, RGB = (n + 1) / 2) lies within
+    MOUTH_CAP_COS of the mouth's direction. Found from the guidance alone, so it works for any
+    clip with a head sphere; at 64x64 that is ~5-20 pixels of a frame."""
+    sphere = guidance[:, 3:6].float()  # [B, 3, T, H, W]
+    on_head = sphere.amax(dim=1, keepdim=True) > 0  # [B, 1, T, H, W]
+    normal = sphere * 2 - 1
+    direction = torch.as_tensor(MOUTH_DIRECTION, dtype=normal.dtype, device=normal.device)
+    cos = torch.einsum("bcthw,c->bthw", normal, direction)[:, None]
+    cos = cos / normal.norm(dim=1, keepdim=True).clamp_min(1e-6)  # [B, 1, T, H, W]
+    return on_head & (cos > MOUTH_CAP_COS)
+
+
+def vae_weight(guidance: torch.Tensor, head_extra: float, first_frame: float,
+               mouth_extra: float = 0.0) -> torch.Tensor | None:
+    """[B, 6, T, H, W] guidance -> [B, 1, T, H, W] per-pixel reconstruction weight (head_weight,
+    plus ``mouth_extra`` on mouth_mask, times ``first_frame`` on frame 0), or None when all are
+    neutral. Frame 0 is one pixel frame in T but a whole latent frame, and the one every
+    reference image goes through: at weight 1 a 17-frame clip gives it 1/17 of the loss and it
+    reconstructs several dB worse. The mouth is two pixels tall at 64x64: unweighted, the
+    autoencoder smears it and the audio-driven mouth cannot be read back from its decodes."""
+    if head_extra == 0 and first_frame == 1 and mouth_extra == 0:
         return None
     weight = head_weight(guidance, head_extra)  # [B, 1, T, H, W]
+    if mouth_extra != 0:
+        weight = weight + mouth_extra * mouth_mask(guidance).float()
     if first_frame != 1:
         weight = weight.clone()
         weight[:, :, 0] *= first_frame
@@ -261,7 +283,7 @@ def stage_loss(modules: nn.Module, batch: dict, draws: Draws | None, stage: str,
     stage = check_stage(stage)
     if stage in ("vae", "vae_decoder", "vae_decoder_sampled"):
         weight = vae_weight(batch["guidance"], config.vae_head_weight,
-                            config.vae_first_frame_weight)
+                            config.vae_first_frame_weight, config.vae_mouth_weight)
         if stage == "vae_decoder_sampled":
             return reconstruction_loss(modules.vae.decode(batch["decode_latent"]),
                                        batch["video"], weight)

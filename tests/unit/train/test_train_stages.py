@@ -307,3 +307,74 @@ def test_clean_first_training_runs_and_marks_the_model(tmp_path, tiny_config, st
     assert len(rows) == 2 and all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in rows)
     with pytest.raises(ValueError, match="p_clean_first must be a probability"):
         tiny_config(p_clean_first=1.5)
+
+
+def _sphere_guidance(yaw: float) -> torch.Tensor:
+    from dreamactor_core.guidance.head_sphere import render_sphere
+
+    sphere = render_sphere((yaw, 0.0, 0.0), (16.0, 16.0), 12.0, (32, 32))  # [H, W, 3] uint8
+    guidance = torch.zeros(1, 6, 1, 32, 32)
+    guidance[0, 3:6, 0] = torch.from_numpy(sphere).permute(2, 0, 1).float() / 255
+    return guidance
+
+
+def test_mouth_mask_sits_below_the_centre_of_a_frontal_head_and_vanishes_when_it_turns_away():
+    from dreamactor_core.train.stages import mouth_mask
+
+    front = mouth_mask(_sphere_guidance(0.0))[0, 0, 0]  # [32, 32]
+    ys, xs = torch.nonzero(front, as_tuple=True)
+    assert 10 <= len(ys) <= 0.25 * 3.1416 * 12 ** 2  # a cap, not the whole face
+    assert ys.float().mean() > 16 + 3  # below the centre: the mouth's head-frame y is +0.5
+    assert abs(xs.float().mean().item() - 16) < 1.0  # on the face's midline
+    assert not mouth_mask(_sphere_guidance(180.0)).any()  # the back of the head
+    assert not mouth_mask(torch.zeros(1, 6, 1, 32, 32)).any()  # no head sphere
+
+
+def test_mouth_mask_covers_the_rendered_mouth_of_a_puppet():
+    # The pixels that change when only mouth_open changes are the mouth: they must lie in the
+    # mask found from the head-sphere guidance alone.
+    import numpy as np
+
+    from dreamactor_core.synthetic import make_clip, sample_character
+    from dreamactor_core.synthetic.character import STREAM_MOTION, rng_for
+    from dreamactor_core.synthetic.clip import render_motion
+    from dreamactor_core.synthetic.motion import sample_motion
+    from dreamactor_core.synthetic.render import FaceParams
+    from dreamactor_core.train.datasets import guidance_maps
+    from dreamactor_core.train.stages import mouth_mask
+
+    covered, total = 0, 0
+    for seed in (3, 5, 8):
+        clip = make_clip(seed, 5, (64, 64), 25.0, with_audio=False)
+        spec = sample_character(seed)
+        motion = sample_motion(rng_for(seed, STREAM_MOTION), 5, 25.0)
+        renders = []
+        for level in (0.0, 1.0):
+            face = FaceParams(blink=clip.face["blink"], mouth_width=clip.face["mouth_width"],
+                              mouth_open=np.full(5, level, np.float32))
+            renders.append(render_motion(spec, motion, face, (64, 64), 25.0)[0].astype(np.int16))
+        moved = torch.from_numpy(np.abs(renders[1] - renders[0]).max(-1) > 20)  # [T, H, W]
+        guidance = torch.from_numpy(guidance_maps(clip.track, (64, 64))).permute(3, 0, 1, 2)
+        mask = mouth_mask(guidance[None].float() / 255)[0, 0]  # [T, H, W]
+        covered += int((moved & mask).sum())
+        total += int(moved.sum())
+        head = guidance[3:6].amax(0) > 0
+        assert mask.sum() < 0.25 * head.sum()  # the mouth, not the whole head
+    assert total > 0 and covered >= 0.9 * total
+
+
+def test_mouth_weight_adds_on_the_mouth_only():
+    from dreamactor_core.train.stages import mouth_mask, vae_weight
+
+    guidance = _sphere_guidance(0.0)
+    mask = mouth_mask(guidance).float()
+    head = vae_weight(guidance, 3.0, 1.0)
+    both = vae_weight(guidance, 3.0, 1.0, mouth_extra=10.0)
+    assert torch.equal(both, head + 10.0 * mask)
+    assert torch.equal(vae_weight(guidance, 0.0, 1.0, mouth_extra=2.0), 1.0 + 2.0 * mask)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("inf")])
+def test_mouth_weight_must_be_a_number_at_least_zero(tiny_config, bad):
+    with pytest.raises(ValueError, match="vae_mouth_weight"):
+        tiny_config(vae_mouth_weight=bad)
