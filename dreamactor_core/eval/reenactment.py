@@ -41,10 +41,7 @@ import torch
 from ..model.bundle import DreamActorModel
 from ..model.motion_tokens import encode_audio, encode_face_crops
 from ..model.pipeline import GUIDANCE_SCALE, SHIFT, generate
-from ..synthetic.character import STREAM_MOTION, rng_for, sample_character
-from ..synthetic.clip import SyntheticClip, make_clip, render_motion, render_reference
-from ..synthetic.motion import sample_motion
-from ..synthetic.render import FaceParams
+from ..synthetic.clip import SyntheticClip, make_clip, render_reference, rerender_clip
 from ..train.datasets import guidance_maps, head_box_crops
 from . import metrics
 
@@ -121,21 +118,9 @@ def vae_reconstruction(model: DreamActorModel, truth: np.ndarray) -> np.ndarray:
 
 def mouth_curves(clip: SyntheticClip, seed: int, levels=metrics.MOUTH_LEVELS) -> np.ndarray:
     """[T, K] the mouth measure of every frame of ``clip`` re-rendered with mouth_open =
-    levels[k] (all else equal): the per-frame calibration of metrics.mouth_opening.
-
-    Rebuilds the clip's motion the way make_clip draws it (same seed and stream); the test
-    suite checks that re-rendering with the clip's own face parameters reproduces its frames.
-    """
-    spec = sample_character(seed)
-    motion = sample_motion(rng_for(seed, STREAM_MOTION), clip.num_frames, clip.fps)
-    size = tuple(clip.frames.shape[1:3])
-    curves = []
-    for level in levels:
-        face = FaceParams(blink=clip.face["blink"], mouth_width=clip.face["mouth_width"],
-                          mouth_open=np.full(clip.num_frames, level, np.float32))
-        frames = render_motion(spec, motion, face, size, clip.fps)[0]
-        curves.append(metrics.mouth_darkness(_float(frames), clip.track))
-    return np.stack(curves, axis=1)
+    levels[k] (all else equal): the per-frame calibration of metrics.mouth_opening."""
+    return np.stack([metrics.mouth_darkness(_float(rerender_clip(seed, clip, level)), clip.track)
+                     for level in levels], axis=1)
 
 
 def score(video: np.ndarray, truth: np.ndarray, clip: SyntheticClip, curves: np.ndarray,

@@ -44,7 +44,7 @@ from .config import STAGES, TrainConfig
 from .datasets import stable_seed
 
 DIT_STAGES = ("1", "2", "3")
-MOUTH_DIRECTION = FACE_POINTS["mouth"] / float((FACE_POINTS["mouth"] ** 2).sum() ** 0.5)  # head frame
+MOUTH_DIRECTION = FACE_POINTS["mouth"]  # unit vector, head frame
 MOUTH_CAP_COS = 0.9  # ~26 degrees around it: the mouth and lips at any opening and width
 
 
@@ -160,11 +160,9 @@ def mouth_mask(guidance: torch.Tensor) -> torch.Tensor:
     clip with a head sphere; at 64x64 that is ~5-20 pixels of a frame."""
     sphere = guidance[:, 3:6].float()  # [B, 3, T, H, W]
     on_head = sphere.amax(dim=1, keepdim=True) > 0  # [B, 1, T, H, W]
-    normal = sphere * 2 - 1
-    direction = torch.as_tensor(MOUTH_DIRECTION, dtype=normal.dtype, device=normal.device)
-    cos = torch.einsum("bcthw,c->bthw", normal, direction)[:, None]
-    cos = cos / normal.norm(dim=1, keepdim=True).clamp_min(1e-6)  # [B, 1, T, H, W]
-    return on_head & (cos > MOUTH_CAP_COS)
+    direction = torch.as_tensor(MOUTH_DIRECTION, dtype=sphere.dtype, device=sphere.device)
+    cos = F.cosine_similarity(sphere * 2 - 1, direction.view(1, 3, 1, 1, 1), dim=1)  # [B, T, H, W]
+    return on_head & (cos[:, None] > MOUTH_CAP_COS)
 
 
 def vae_weight(guidance: torch.Tensor, head_extra: float, first_frame: float,

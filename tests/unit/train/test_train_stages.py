@@ -335,25 +335,15 @@ def test_mouth_mask_covers_the_rendered_mouth_of_a_puppet():
     # mask found from the head-sphere guidance alone.
     import numpy as np
 
-    from dreamactor_core.synthetic import make_clip, sample_character
-    from dreamactor_core.synthetic.character import STREAM_MOTION, rng_for
-    from dreamactor_core.synthetic.clip import render_motion
-    from dreamactor_core.synthetic.motion import sample_motion
-    from dreamactor_core.synthetic.render import FaceParams
+    from dreamactor_core.synthetic.clip import make_clip, rerender_clip
     from dreamactor_core.train.datasets import guidance_maps
     from dreamactor_core.train.stages import mouth_mask
 
     covered, total = 0, 0
     for seed in (3, 5, 8):
         clip = make_clip(seed, 5, (64, 64), 25.0, with_audio=False)
-        spec = sample_character(seed)
-        motion = sample_motion(rng_for(seed, STREAM_MOTION), 5, 25.0)
-        renders = []
-        for level in (0.0, 1.0):
-            face = FaceParams(blink=clip.face["blink"], mouth_width=clip.face["mouth_width"],
-                              mouth_open=np.full(5, level, np.float32))
-            renders.append(render_motion(spec, motion, face, (64, 64), 25.0)[0].astype(np.int16))
-        moved = torch.from_numpy(np.abs(renders[1] - renders[0]).max(-1) > 20)  # [T, H, W]
+        closed, opened = (rerender_clip(seed, clip, level).astype(np.int16) for level in (0.0, 1.0))
+        moved = torch.from_numpy(np.abs(opened - closed).max(-1) > 20)  # [T, H, W]
         guidance = torch.from_numpy(guidance_maps(clip.track, (64, 64))).permute(3, 0, 1, 2)
         mask = mouth_mask(guidance[None].float() / 255)[0, 0]  # [T, H, W]
         covered += int((moved & mask).sum())
