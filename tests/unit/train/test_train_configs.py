@@ -16,7 +16,8 @@ def test_the_card_recipes_are_all_there():
             "demo_64_vae_decoder_first_frame", "demo_64_continue", "demo_64_vae_continue",
             "demo_64_continuation", "demo_64_gpu_vae", "demo_64_gpu_stage3",
             "demo_64_gpu_stage3_anneal", "demo_64_continuation_anneal",
-            "demo_64_vae_decoder_wide", "demo_64_vae_decoder_sampled"} <= names
+            "demo_64_vae_decoder_wide", "demo_64_vae_decoder_sampled", "demo_64_fs_vae",
+            "demo_64_fs_stage3", "demo_64_fs_vae_decoder_sampled"} <= names
 
 
 def test_the_gpu_recipes_differ_from_their_cpu_bases_only_in_scale_and_seed():
@@ -40,11 +41,22 @@ def test_every_shipped_training_config_loads(path):
     assert config.data["kind"] == "synthetic"
 
 
-def test_the_decoder_recipe_keeps_the_shipped_models_clean_context():
+@pytest.mark.parametrize("name", ["demo_64_vae_decoder_sampled", "demo_64_fs_vae_decoder_sampled"])
+def test_the_decoder_recipe_keeps_the_shipped_models_clean_context(name):
     # a run exports its own config: without this the shipped DiT, trained to continue from a
     # clean first latent, would be told it was not and sampled on the noised path instead
-    path = next(p for p in CONFIGS if p.stem == "demo_64_vae_decoder_sampled")
+    path = next(p for p in CONFIGS if p.stem == name)
     assert TrainConfig.load(path).model_config().dit.clean_context
+
+
+def test_the_frame_stack_decoder_recipe_builds_the_frame_stack_model():
+    # it fine-tunes the decoder of checkpoints/demo_64_fs.safetensors: the same VAE as its stage 3
+    def model(name):
+        return TrainConfig.load(next(p for p in CONFIGS if p.stem == name)).model_config()
+
+    decoder, stage3 = model("demo_64_fs_vae_decoder_sampled"), model("demo_64_fs_stage3")
+    assert decoder.vae.architecture == "frame_stack"
+    assert decoder.vae == stage3.vae and decoder.dit == stage3.dit
 
 
 def test_the_committed_frame_stack_checkpoint_matches_its_recipe():
