@@ -10,6 +10,10 @@ CONFIGS = sorted((Path(__file__).resolve().parents[3] / "dreamactor_core" / "tra
                  .glob("*.json"))
 
 
+def shipped_recipe(name: str) -> TrainConfig:
+    return TrainConfig.load(next(p for p in CONFIGS if p.stem == name))
+
+
 def test_the_card_recipes_are_all_there():
     names = {p.stem for p in CONFIGS}
     assert {"demo_64", "demo_64_vae", "demo_64_anneal", "demo_64_vae_decoder",
@@ -22,13 +26,10 @@ def test_the_card_recipes_are_all_there():
 
 def test_the_gpu_recipes_differ_from_their_cpu_bases_only_in_scale_and_seed():
     # scripts/train_demo_gpu.sh relies on these being the CPU recipes at a larger batch
-    def load(name):
-        return TrainConfig.load(next(p for p in CONFIGS if p.stem == name)).to_dict()
-
     scale_keys = {"seed", "batch_size", "lr", "warmup_steps", "checkpoint_every", "num_workers"}
     for gpu, cpu in [("demo_64_gpu_vae", "demo_64_vae_continue"),
                      ("demo_64_gpu_stage3", "demo_64_continuation")]:
-        a, b = load(gpu), load(cpu)
+        a, b = shipped_recipe(gpu).to_dict(), shipped_recipe(cpu).to_dict()
         assert {k for k in a if a[k] != b[k]} <= scale_keys, gpu
         assert a["batch_size"] > b["batch_size"] and a["seed"] != b["seed"]
 
@@ -45,16 +46,13 @@ def test_every_shipped_training_config_loads(path):
 def test_the_decoder_recipe_keeps_the_shipped_models_clean_context(name):
     # a run exports its own config: without this the shipped DiT, trained to continue from a
     # clean first latent, would be told it was not and sampled on the noised path instead
-    path = next(p for p in CONFIGS if p.stem == name)
-    assert TrainConfig.load(path).model_config().dit.clean_context
+    assert shipped_recipe(name).model_config().dit.clean_context
 
 
 def test_the_frame_stack_decoder_recipe_builds_the_frame_stack_model():
     # it fine-tunes the decoder of checkpoints/demo_64_fs.safetensors: the same VAE as its stage 3
-    def model(name):
-        return TrainConfig.load(next(p for p in CONFIGS if p.stem == name)).model_config()
-
-    decoder, stage3 = model("demo_64_fs_vae_decoder_sampled"), model("demo_64_fs_stage3")
+    decoder = shipped_recipe("demo_64_fs_vae_decoder_sampled").model_config()
+    stage3 = shipped_recipe("demo_64_fs_stage3").model_config()
     assert decoder.vae.architecture == "frame_stack"
     assert decoder.vae == stage3.vae and decoder.dit == stage3.dit
 
@@ -67,7 +65,7 @@ def test_the_committed_frame_stack_checkpoint_matches_its_recipe():
 
     root = Path(__file__).resolve().parents[3]
     model = DreamActorModel.load(root / "checkpoints" / "demo_64_fs.safetensors")
-    config = TrainConfig.load(next(p for p in CONFIGS if p.stem == "demo_64_fs_stage3"))
+    config = shipped_recipe("demo_64_fs_stage3")
     recipe = config.model_config()
     assert model.config.vae.architecture == "frame_stack" == recipe.vae.architecture
     assert model.config.dit.clean_context and recipe.dit.clean_context
