@@ -8,6 +8,8 @@
 # measured by a 100-step probe, so that its cosine schedule ends annealed inside the budget.
 # The demo configs are bound by rendering the synthetic clips (14 loader workers), not by the
 # GPU: on one H100 with 16 cores, ~180 clips/s for the VAE stage and ~110 for stage 3.
+# The recipes follow INIT's VAE: demo_64_fs_gpu_*.json for a frame_stack VAE
+# (checkpoints/demo_64_fs.safetensors), demo_64_gpu_*.json for the causal 3D VAE (the embedded model).
 # Runs go to OUT/<n>_<stage>; the last one is exported (fp16) to OUT/candidate.safetensors.
 set -euo pipefail
 PY=${PYTHON:-python3}
@@ -16,7 +18,10 @@ init=$1 out=$2
 shift 2
 mkdir -p "$out"
 
-config_for() { case $1 in vae) echo $C/demo_64_gpu_vae.json ;; *) echo $C/demo_64_gpu_stage3.json ;; esac; }
+architecture=$($PY -c "import sys; from dreamactor_core.model import weights
+print(weights.read_config(sys.argv[1]).vae.architecture)" "$init")
+case $architecture in frame_stack) prefix=demo_64_fs_gpu ;; *) prefix=demo_64_gpu ;; esac
+config_for() { case $1 in vae) echo $C/${prefix}_vae.json ;; *) echo $C/${prefix}_stage3.json ;; esac; }
 
 steps_per_s() {  # mean logged rate past step 50: the loader's prefetched batches come free
     $PY - "$1" "$2" <<'EOF'

@@ -63,6 +63,11 @@ class VAEConfig:
     # temporal_factor frames stacked along channels per latent frame (frame_vae.py); its levels
     # are the spatial ones only: log2(spatial_factor / patch_size) + 1 channel_mults.
     architecture: str = "causal3d"
+    # frame_stack only: how many earlier frames each decoded frame also sees, through one causal
+    # temporal convolution in the decoder's first level (0: every frame decoded alone). A
+    # per-frame decoder cannot smooth the jumps between latent frames that a DiT samples slightly
+    # apart; added to a trained decoder (train.widen --decoder-temporal-mix) it starts at zero.
+    decoder_temporal_mix: int = 0
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
@@ -84,6 +89,12 @@ class VAEConfig:
         if self.architecture not in VAE_ARCHITECTURES:
             raise ValueError(f"VAEConfig.architecture must be one of {VAE_ARCHITECTURES}, got "
                              f"{self.architecture!r}")
+        if int(self.decoder_temporal_mix) < 0:
+            raise ValueError(f"VAEConfig.decoder_temporal_mix must be >= 0 (earlier frames each "
+                             f"decoded frame sees), got {self.decoder_temporal_mix}")
+        if self.decoder_temporal_mix and self.architecture != "frame_stack":
+            raise ValueError("VAEConfig.decoder_temporal_mix needs the frame_stack VAE (the "
+                             "causal3d decoder mixes frames already); set it to 0")
         if self.architecture == "frame_stack":
             if self.latent_channels % self.temporal_factor:
                 raise ValueError(f"VAEConfig.latent_channels ({self.latent_channels}) must be a "

@@ -6,7 +6,8 @@ the latents of the tf frames it covers (frames tf*(k-1)+1 .. tf*k, channels "(g 
 frame within the group); latent frame 0 is frame 0 encoded alone, as in the causal 3D VAE,
 repeated tf times. The DiT, the pipeline and the trainer see exactly the CausalVAE contract:
 [B, C, T', h, w] with T' = (T-1)//tf + 1, the first frame alone, and chunked == whole (there
-is no state across frames at all). Decoding latent frame 0 averages its tf copies, which a DiT
+is no state across frames at all, except the decoder's optional causal temporal mix over the
+first level's features, ``decoder_temporal_mix``, applied to the whole clip between chunks). Decoding latent frame 0 averages its tf copies, which a DiT
 may generate slightly apart.
 
 Why not compress time inside the network: on the 64x64 puppet clips a 0.48M-parameter per-frame
@@ -22,6 +23,8 @@ mirrors it with num_res_blocks + 1 ResBlocks per level and nearest-upsample + co
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +59,26 @@ class Upsample2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))  # [N, C, 2H, 2W]
+
+
+class CausalTemporalMix(nn.Module):
+    """x + a convolution over each pixel's current and ``reach`` earlier frames (Conv3d of kernel
+    (reach + 1, 1, 1)); frame 0 is repeated before the clip, as the causal 3D VAE pads. The
+    convolution starts at zero, so a mix added to a trained decoder decodes exactly as before."""
+
+    def __init__(self, channels: int, reach: int):
+        super().__init__()
+        self.reach = reach
+        self.norm = ChannelRMSNorm(channels)
+        self.conv = nn.Conv3d(channels, channels, (reach + 1, 1, 1))
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [B, C, T, h, w] -> [B, C, T, h, w]
+        h = self.norm(x)
+        h = torch.cat([h[:, :, :1].expand(-1, -1, self.reach, -1, -1), h], dim=2)  # [B, C, reach+T, h, w]
+        return x + self.conv(h)
 
 
 class FrameEncoder(nn.Module):
@@ -103,12 +126,23 @@ class FrameDecoder(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.norm_out = ChannelRMSNorm(ch)
         self.conv_out = nn.Conv2d(ch, config.out_channels * config.patch_size ** 2, 3, padding=1)
+        # between head() and tail(), the only place where frames meet (FrameStackVAE.decode_raw)
+        self.temporal_mix = (CausalTemporalMix(chans[-1], config.decoder_temporal_mix)
+                             if config.decoder_temporal_mix else None)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        # z: [N, c, h, w] -> frames [N, 3, h*sf, w*sf]
-        x = self.conv_out(F.silu(self.norm_out(self.layers(self.conv_in(z)))))  # [N, 3p^2, H/p, W/p]
+    def head(self, z: torch.Tensor) -> torch.Tensor:
+        # z: [N, c, h, w] -> features [N, C, h, w] (conv_in and the first ResBlock)
+        return self.layers[0](self.conv_in(z))
+
+    def tail(self, x: torch.Tensor) -> torch.Tensor:
+        # features [N, C, h, w] -> frames [N, 3, h*sf, w*sf]
+        x = self.conv_out(F.silu(self.norm_out(self.layers[1:](x))))  # [N, 3p^2, H/p, W/p]
         p = self.patch_size
         return rearrange(x, "n (c p q) h w -> n c (h p) (w q)", p=p, q=p)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        # z: [N, c, h, w] -> frames [N, 3, h*sf, w*sf], each frame alone (no temporal_mix)
+        return self.tail(self.head(z))
 
 
 class FrameStackVAE(VideoVAE):
@@ -156,5 +190,27 @@ class FrameStackVAE(VideoVAE):
         b = z.shape[0]
         per_frame = rearrange(self._unstack(z), "b t c h w -> (b t) c h w")
         frame_chunk = None if chunk is None else b * chunk * self.config.temporal_factor
-        frames = self._frames_in_chunks(self.decoder, per_frame, frame_chunk)  # [B*T, 3, H, W]
+        decoder = self.decoder
+        if decoder.temporal_mix is None:
+            frames = self._frames_in_chunks(decoder, per_frame, frame_chunk)  # [B*T, 3, H, W]
+        else:  # per-frame head, the mix over the whole clip, per-frame tail: chunked == whole
+            features = self._frames_in_chunks(decoder.head, per_frame, frame_chunk)  # [B*T, C, h, w]
+            features = rearrange(features, "(b t) c h w -> b c t h w", b=b)
+            features = rearrange(decoder.temporal_mix(features), "b c t h w -> (b t) c h w")
+            frames = self._frames_in_chunks(decoder.tail, features, frame_chunk)
         return rearrange(frames, "(b t) c h w -> b c t h w", b=b)
+
+    @torch.no_grad()
+    def with_temporal_mix(self, reach: int) -> "FrameStackVAE":
+        """A copy whose decoder also sees ``reach`` earlier frames (VAEConfig.decoder_temporal_mix),
+        decoding exactly as this one until trained: every tensor copied, the mix at zero."""
+        if reach < 1 or self.config.decoder_temporal_mix:
+            raise ValueError(f"decoder_temporal_mix: this decoder has reach "
+                             f"{self.config.decoder_temporal_mix}; give a reach >= 1 to add to a "
+                             f"decoder without one, got {reach}")
+        mixed = FrameStackVAE(replace(self.config, decoder_temporal_mix=reach))
+        missing, unexpected = mixed.load_state_dict(self.state_dict(), strict=False)
+        if unexpected or not all(k.startswith("decoder.temporal_mix.") for k in missing):
+            raise RuntimeError(f"with_temporal_mix: copying the decoder left {missing} "
+                               f"missing and {unexpected} unexpected")
+        return mixed.to(next(self.parameters()).dtype)

@@ -1,6 +1,6 @@
 """CLI: ``python -m dreamactor_core.train --config X.json --stage 1 --steps N --out DIR
 [--resume] [--init PATH[:components]]... [--init-partial] [--fsdp] [--device auto|cpu|cuda]
-[--mixed-precision auto|bf16|no]``
+[--mixed-precision auto|bf16|no] [--set KEY=VALUE]...``
 (see __init__.py for torchrun)."""
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="overrides the config's mixed_precision: auto (bf16 autocast on "
                              "CUDA only), bf16 (also on CPU: faster where the CPU has AMX, see "
                              "`python -m dreamactor_core.bench train`) or no")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value (JSON value, dotted keys reach into "
+                             "sections), e.g. --set lr=1.5e-4 --set seed=35 --set "
+                             "data.frames=[17,33]; repeatable, checked like the config file")
     return parser.parse_args(argv)
 
 
@@ -46,6 +50,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         config = TrainConfig.load(args.config) if args.config else TrainConfig()
+        config = config.with_overrides(args.set)
         if args.fsdp:
             config.fsdp = True
         if args.mixed_precision:

@@ -169,6 +169,32 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         return dataclass_from_dict(cls, data, "the train config")
 
+    def with_overrides(self, assignments: list[str]) -> "TrainConfig":
+        """A copy with ``KEY=VALUE`` assignments applied (the CLI's ``--set``): KEY is a field, or
+        a dotted path into a dict field (``data.frames``); VALUE is JSON (``1.5e-4``, ``[17, 33]``,
+        ``true``), or else taken as a plain string. The result is validated like a loaded file."""
+        data = self.to_dict()
+        for item in assignments:
+            key, sep, text = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. --set lr=1.5e-4")
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                value = text
+            *parents, leaf = key.split(".")
+            node = data
+            for name in parents:
+                if not isinstance(node.get(name), dict):
+                    raise ValueError(f"--set {item!r}: {name!r} is not a section of the train "
+                                     "config; dotted keys reach into dict fields such as "
+                                     "data or model_overrides")
+                node = node[name]
+            if not parents and leaf not in data:
+                raise ValueError(f"--set {item!r}: the train config has no field {leaf!r}")
+            node[leaf] = value
+        return TrainConfig.from_dict(data)
+
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
         path = Path(path)

@@ -1,12 +1,15 @@
 """Widen a model file's VAE decoder, keeping what it computes, as the start of a decoder run.
 
-    python -m dreamactor_core.train.widen --model IN.safetensors --decoder-base-channels 64 \\
-        --out OUT.safetensors [--seed 0] [--dtype fp32|fp16|bf16]
+    python -m dreamactor_core.train.widen --model IN.safetensors --out OUT.safetensors
+        [--decoder-base-channels 64] [--decoder-temporal-mix 2] [--seed 0] [--dtype fp32|fp16|bf16]
 
-OUT decodes every latent as IN does (model.vae_widen) and holds every other component
-unchanged, so the DiT trained on IN's latent space keeps working; train the added width with
-the ``vae_decoder`` stage and a config whose ``model_overrides.vae.decoder_base_channels``
-matches (``configs/demo_64_vae_decoder_wide.json``).
+OUT decodes every latent as IN does and holds every other component unchanged, so the DiT
+trained on IN's latent space keeps working. ``--decoder-base-channels`` widens a causal 3D
+decoder (model.vae_widen; train the added width with the ``vae_decoder`` stage and a config whose
+``model_overrides.vae.decoder_base_channels`` matches, ``configs/demo_64_vae_decoder_wide.json``).
+``--decoder-temporal-mix`` gives a frame_stack decoder a causal temporal convolution over that
+many earlier frames, at zero (``VAEConfig.decoder_temporal_mix``; train it with
+``vae_decoder_sampled`` and a config that sets it, ``configs/demo_64_fs_vae_decoder_mix.json``).
 """
 
 from __future__ import annotations
@@ -17,14 +20,24 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..model.bundle import DreamActorModel
+from ..model.frame_vae import FrameStackVAE
 from ..model.vae_widen import widen_decoder
 from .export import report_written
 
 
-def widen(model_path: str | Path, out: str | Path, decoder_base_channels: int, seed: int = 0,
-          dtype: str | None = None) -> Path:
+def widen(model_path: str | Path, out: str | Path, decoder_base_channels: int | None = None,
+          seed: int = 0, dtype: str | None = None, decoder_temporal_mix: int = 0) -> Path:
+    if not decoder_base_channels and not decoder_temporal_mix:
+        raise ValueError("nothing to widen: give --decoder-base-channels and/or "
+                         "--decoder-temporal-mix")
     model = DreamActorModel.load(model_path)
-    model.vae = widen_decoder(model.vae, decoder_base_channels, seed)
+    if decoder_base_channels:
+        model.vae = widen_decoder(model.vae, decoder_base_channels, seed)
+    if decoder_temporal_mix:
+        if not isinstance(model.vae, FrameStackVAE):
+            raise ValueError(f"--decoder-temporal-mix needs a frame_stack VAE; {model_path} has "
+                             f"the {model.config.vae.architecture} VAE")
+        model.vae = model.vae.with_temporal_mix(decoder_temporal_mix)
     model.config = replace(model.config, vae=model.vae.config)
     return model.save(out, dtype=dtype)
 
@@ -34,14 +47,17 @@ def main(argv=None) -> int:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="model file (.safetensors bundle)")
     parser.add_argument("--out", required=True, help="output .safetensors file")
-    parser.add_argument("--decoder-base-channels", type=int, required=True,
-                        help="new decoder width: a multiple of the current one")
+    parser.add_argument("--decoder-base-channels", type=int,
+                        help="new decoder width: a multiple of the current one (causal3d VAE)")
+    parser.add_argument("--decoder-temporal-mix", type=int, default=0,
+                        help="earlier frames each decoded frame also sees (frame_stack VAE)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weight split")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"],
                         help="storage dtype (fp32 keeps the widened decoder exact)")
     args = parser.parse_args(argv)
     return report_written(lambda: widen(args.model, args.out, args.decoder_base_channels,
-                                        args.seed, None if args.dtype == "fp32" else args.dtype))
+                                        args.seed, None if args.dtype == "fp32" else args.dtype,
+                                        args.decoder_temporal_mix))
 
 
 if __name__ == "__main__":

@@ -65,12 +65,17 @@ def test_latent_frames_stack_the_frames_they_cover(vae):
                                        vae.denormalize(alone[frame])[:, :c, 0])
 
 
+def _decoded_change(vae, frames: int, channels: slice, latent_frame: int) -> torch.Tensor:
+    """Max change of each decoded frame [T] when some latent channels of one latent frame move."""
+    z = vae.encode(_video(frames))
+    poked = z.clone()
+    poked[:, channels, latent_frame] += 3.0
+    return (vae.decode(poked) - vae.decode(z)).abs().amax(dim=(0, 1, 3, 4))
+
+
 @torch.no_grad()
 def test_each_frame_decodes_from_its_own_group(vae):
-    z = vae.encode(_video(9))
-    poked = z.clone()
-    poked[:, 2:4, 1] += 3.0  # group 1 of latent frame 1 = frame 2
-    diff = (vae.decode(poked) - vae.decode(z)).abs().amax(dim=(0, 1, 3, 4))  # [T]
+    diff = _decoded_change(vae, 9, slice(2, 4), 1)  # group 1 of latent frame 1 = frame 2
     assert diff[2] > 0.01
     assert torch.equal(diff[[0, 1, 3, 4, 5, 6, 7, 8]], torch.zeros(8))
 
@@ -127,3 +132,41 @@ def test_widening_tools_refuse_it(vae):
 
     with pytest.raises(ValueError, match="needs the causal3d VAE"):
         widen_decoder(vae, 16)
+
+
+@pytest.fixture(scope="module")
+def mixed(vae):
+    mixed = vae.with_temporal_mix(2)
+    with torch.no_grad():  # a trained mix: every weight carries signal
+        for p in mixed.decoder.temporal_mix.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return mixed.eval()
+
+
+@torch.no_grad()
+def test_an_added_temporal_mix_starts_as_the_identity(vae):
+    z = vae.encode(_video(9))
+    fresh = vae.with_temporal_mix(2)
+    assert fresh.config.decoder_temporal_mix == 2 and vae.config.decoder_temporal_mix == 0
+    torch.testing.assert_close(fresh.decode(z), vae.decode(z), atol=1e-6, rtol=0)
+    torch.testing.assert_close(fresh.encode(_video(9)), z, atol=0, rtol=0)  # encoder untouched
+    with pytest.raises(ValueError, match="reach >= 1"):
+        fresh.with_temporal_mix(1)
+
+
+@torch.no_grad()
+def test_the_mix_reaches_back_across_latent_frames_and_never_forward(mixed):
+    diff = _decoded_change(mixed, 13, slice(6, 8), 1)  # group 3 of latent frame 1 = frame 4
+    assert torch.equal(diff[:4], torch.zeros(4))  # causal: no earlier frame changes
+    assert diff[4] > 0.01 and diff[5] > 1e-4 and diff[6] > 1e-4  # frames 5, 6: latent frame 2
+    assert torch.equal(diff[7:], torch.zeros(6))  # reach 2: frame 7 does not see frame 4
+    z = mixed.encode(_video(13))
+    torch.testing.assert_close(mixed.decode(z, chunk=1), mixed.decode(z), atol=1e-5, rtol=0)
+
+
+def test_temporal_mix_configs():
+    assert _config(decoder_temporal_mix=2).decoder_temporal_mix == 2
+    with pytest.raises(ValueError, match="decoder_temporal_mix must be >= 0"):
+        _config(decoder_temporal_mix=-1)
+    with pytest.raises(ValueError, match="needs the frame_stack VAE"):
+        VAEConfig(latent_channels=4, base_channels=8, decoder_temporal_mix=1)

@@ -21,14 +21,17 @@ def test_the_card_recipes_are_all_there():
             "demo_64_continuation", "demo_64_gpu_vae", "demo_64_gpu_stage3",
             "demo_64_gpu_stage3_anneal", "demo_64_continuation_anneal",
             "demo_64_vae_decoder_wide", "demo_64_vae_decoder_sampled", "demo_64_fs_vae",
-            "demo_64_fs_stage3", "demo_64_fs_vae_decoder_sampled"} <= names
+            "demo_64_fs_stage3", "demo_64_fs_vae_decoder_sampled", "demo_64_fs_gpu_vae",
+            "demo_64_fs_gpu_stage3"} <= names
 
 
 def test_the_gpu_recipes_differ_from_their_cpu_bases_only_in_scale_and_seed():
     # scripts/train_demo_gpu.sh relies on these being the CPU recipes at a larger batch
     scale_keys = {"seed", "batch_size", "lr", "warmup_steps", "checkpoint_every", "num_workers"}
     for gpu, cpu in [("demo_64_gpu_vae", "demo_64_vae_continue"),
-                     ("demo_64_gpu_stage3", "demo_64_continuation")]:
+                     ("demo_64_gpu_stage3", "demo_64_continuation"),
+                     ("demo_64_fs_gpu_vae", "demo_64_fs_vae"),
+                     ("demo_64_fs_gpu_stage3", "demo_64_fs_stage3")]:
         a, b = shipped_recipe(gpu).to_dict(), shipped_recipe(cpu).to_dict()
         assert {k for k in a if a[k] != b[k]} <= scale_keys, gpu
         assert a["batch_size"] > b["batch_size"] and a["seed"] != b["seed"]
@@ -57,15 +60,17 @@ def test_the_frame_stack_decoder_recipe_builds_the_frame_stack_model():
     assert decoder.vae == stage3.vae and decoder.dit == stage3.dit
 
 
-def test_the_committed_frame_stack_checkpoint_matches_its_recipe():
-    # checkpoints/demo_64_fs.safetensors is the frame_stack model in progress (not shipped);
-    # the next run continues it with --init, so its shapes must fit demo_64_fs_stage3.json
+@pytest.mark.parametrize("name", ["demo_64_fs_stage3", "demo_64_fs_gpu_stage3"])
+def test_the_committed_frame_stack_checkpoint_matches_its_recipes(name):
+    # checkpoints/demo_64_fs.safetensors is the frame_stack model in progress (not shipped); the
+    # next run continues it with --init (on the CPU or through scripts/train_demo_gpu.sh), so
+    # its shapes must fit these recipes tensor for tensor
     from dreamactor_core.model.bundle import DreamActorModel
     from dreamactor_core.train.modules import build_modules
 
     root = Path(__file__).resolve().parents[3]
     model = DreamActorModel.load(root / "checkpoints" / "demo_64_fs.safetensors")
-    config = shipped_recipe("demo_64_fs_stage3")
+    config = shipped_recipe(name)
     recipe = config.model_config()
     assert model.config.vae.architecture == "frame_stack" == recipe.vae.architecture
     assert model.config.dit.clean_context and recipe.dit.clean_context

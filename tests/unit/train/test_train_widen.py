@@ -51,3 +51,35 @@ def test_bad_width_is_a_clear_error(model_file, tmp_path, capsys):
     assert widen_cli.main(["--model", str(tmp_path / "none.safetensors"), "--out",
                            str(tmp_path / "x.safetensors"), "--decoder-base-channels", "16"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def _frame_stack_config(tiny_config, mix=0):
+    config = tiny_config()
+    vae = {"architecture": "frame_stack", "latent_channels": 4, "base_channels": 8,
+           "channel_mults": [1, 2], "num_res_blocks": 1, "spatial_factor": 4,
+           "temporal_factor": 4, "patch_size": 2, "decoder_temporal_mix": mix}
+    return tiny_config(model_overrides=dict(config.model_overrides, vae=vae))
+
+
+@torch.no_grad()
+def test_a_frame_stack_decoder_gets_a_temporal_mix(model_file, tmp_path, tiny_config, capsys):
+    config = _frame_stack_config(tiny_config)
+    plain = DreamActorModel.from_config(config.model_config(), config.face_motion_config(),
+                                        config.audio_motion_config())
+    source, out = plain.save(tmp_path / "fs.safetensors"), tmp_path / "mix.safetensors"
+    assert widen_cli.main(["--model", str(source), "--out", str(out),
+                           "--decoder-temporal-mix", "2"]) == 0
+    mixed = DreamActorModel.load(out)
+    assert mixed.config.vae.decoder_temporal_mix == 2
+    z = torch.randn(1, 4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(mixed.vae.decode(z), plain.vae.decode(z), atol=1e-6, rtol=0)
+    assert "vae" in load_init(build_modules(_frame_stack_config(tiny_config, 2)), out)
+    with pytest.raises(ValueError, match="temporal_mix"):  # the run config must say the reach
+        load_init(build_modules(config), out)
+    capsys.readouterr()
+    assert widen_cli.main(["--model", str(model_file), "--out", str(tmp_path / "x.safetensors"),
+                           "--decoder-temporal-mix", "2"]) == 2
+    assert "needs a frame_stack VAE" in capsys.readouterr().err
+    assert widen_cli.main(["--model", str(source), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "nothing to widen" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
