@@ -8,8 +8,9 @@
 # measured by a 100-step probe, so that its cosine schedule ends annealed inside the budget.
 # The demo configs are bound by rendering the synthetic clips (14 loader workers), not by the
 # GPU: on one H100 with 16 cores, ~180 clips/s for the VAE stage and ~110 for stage 3.
-# The recipes follow INIT's VAE: demo_64_fs_gpu_*.json for a frame_stack VAE
-# (checkpoints/demo_64_fs.safetensors), demo_64_gpu_*.json for the causal 3D VAE (the embedded model).
+# The recipes follow INIT's VAE: demo_64_fs_gpu_*.json for a frame_stack VAE (the embedded
+# model), demo_64_gpu_*.json for the causal 3D VAE (the embedded model until session 16), with
+# INIT's decoder_temporal_mix set on the recipe (--set) so that every tensor of INIT fits.
 # Runs go to OUT/<n>_<stage>; the last one is exported (fp16) to OUT/candidate.safetensors.
 set -euo pipefail
 PY=${PYTHON:-python3}
@@ -18,9 +19,12 @@ init=$1 out=$2
 shift 2
 mkdir -p "$out"
 
-architecture=$($PY -c "import sys; from dreamactor_core.model import weights
-print(weights.read_config(sys.argv[1]).vae.architecture)" "$init")
+vae=$($PY -c "import sys; from dreamactor_core.model import weights
+vae = weights.read_config(sys.argv[1]).vae; print(vae.architecture, vae.decoder_temporal_mix)" "$init")
+read -r architecture mix <<< "$vae"
 case $architecture in frame_stack) prefix=demo_64_fs_gpu ;; *) prefix=demo_64_gpu ;; esac
+sets=()
+if [ "$mix" -gt 0 ]; then sets=(--set "model_overrides.vae.decoder_temporal_mix=$mix"); fi
 config_for() { case $1 in vae) echo $C/${prefix}_vae.json ;; *) echo $C/${prefix}_stage3.json ;; esac; }
 
 steps_per_s() {  # mean logged rate past step 50: the loader's prefetched batches come free
@@ -37,13 +41,13 @@ for spec in "$@"; do
     config=$(config_for "$stage")
     batch=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['batch_size'])" "$config")
     rm -rf "$out/probe"
-    $PY -m dreamactor_core.train --config "$config" --stage "$stage" --steps 100 \
+    $PY -m dreamactor_core.train --config "$config" ${sets[@]+"${sets[@]}"} --stage "$stage" --steps 100 \
         --out "$out/probe" --init "$init" > "$out/probe.log" 2>&1 || { cat "$out/probe.log"; exit 1; }
     rate=$(steps_per_s "$out/probe" "$batch")
     steps=$($PY -c "print(max(100, int($rate * $budget)))")
     run="$out/${n}_${stage}"
     echo "$(date +%T) stage $stage: $rate steps/s -> $steps steps ($budget s) -> $run"
-    $PY -m dreamactor_core.train --config "$config" --stage "$stage" --steps "$steps" \
+    $PY -m dreamactor_core.train --config "$config" ${sets[@]+"${sets[@]}"} --stage "$stage" --steps "$steps" \
         --out "$run" --init "$init" > "$run.log" 2>&1 || { tail -20 "$run.log"; exit 1; }
     tail -1 "$run.log"
     init=$(ls -d "$run"/checkpoints/step_*/ | tail -1)ema.safetensors

@@ -70,7 +70,7 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def table(summary: dict) -> str:
-    keys = ("psnr", "ssim", "moving_psnr", "flicker", "seam_error", "mouth_error")
+    keys = ("psnr", "ssim", "moving_psnr", "flicker", "seam_error", "mouth_error", "latent_jump")
     rows = [("model (video)", summary), ("model (audio)", summary["audio"])]
     rows += [(name, summary["baselines"][name]) for name in BASELINES]
     lines = [f"{'':16}" + "".join(f"{k:>13}" for k in keys)]
@@ -83,6 +83,8 @@ def table(summary: dict) -> str:
                  f"alone {_fmt(summary.get('vae_reference_psnr'), 2)} dB), mouth error "
                  f"{_fmt(summary['vae_mouth_error'])}; mouth measure floor "
                  f"{_fmt(summary['mouth_floor'])} over {summary['mouth_clips']} clip(s)")
+    lines.append(f"latent_jump of the ground truth {_fmt(summary.get('truth_latent_jump'))}, "
+                 f"of the VAE reconstruction {_fmt(summary.get('vae_latent_jump'))}")
     for name, bar in summary["bars"].items():
         ok = "PASS" if summary["meets"][name] else "fail"
         lines.append(f"  {ok} {name} {bar['op']} {_fmt(bar['value'])}")

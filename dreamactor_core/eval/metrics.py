@@ -19,6 +19,10 @@ float32 torch for SSIM).
 * ``seam_error``: for videos generated in segments, the mean over the segment joins j of the
   mean |(pred[j] - pred[j-1]) - (target[j] - target[j-1])|: how far the change across a join
   is from the ground truth's own motion there (a colour or pose jump between segments).
+* ``latent_jump``: the mean frame-to-frame change (all pixels) into the first frame of each
+  latent frame (frames 1, 1 + tf, 1 + 2 tf, ... for a VAE that packs tf frames per latent
+  frame after frame 0) over the mean change into the other frames. A decoder that decodes
+  each latent frame on its own shows its seams as a ratio well above the truth's own (~1).
 * Mouth opening (synthetic clips only: it needs the exact track and the renderer).
   ``mouth_darkness`` locates the mouth in every frame from the track's head geometry (below)
   and measures how much darker than the surrounding skin a square around it is; the open
@@ -155,6 +159,22 @@ def seam_error(pred, target, joins) -> float:
     if min(joins) < 1 or max(joins) >= p.shape[0]:
         raise ValueError(f"joins must be frame indices in 1..{p.shape[0] - 1}, got {joins}")
     return float(np.mean([np.abs((p[j] - p[j - 1]) - (t[j] - t[j - 1])).mean() for j in joins]))
+
+
+def latent_jump(video, temporal_factor: int) -> float:
+    """Mean |video[i] - video[i-1]| over the latent-frame starts i = 1, 1 + tf, ... divided by
+    the same mean over the other i >= 1 (module docstring); NaN when the video has no frame
+    inside a latent frame to compare with or does not change there."""
+    v = _video(video, "video")
+    tf = int(temporal_factor)
+    if tf < 1:
+        raise ValueError(f"temporal_factor must be >= 1, got {temporal_factor}")
+    change = np.abs(np.diff(v, axis=0)).mean(axis=(1, 2, 3))  # [T-1]: change into frame i = 1..
+    starts = (np.arange(1, v.shape[0]) - 1) % tf == 0
+    inside = change[~starts]
+    if inside.size == 0 or inside.mean() == 0:
+        return math.nan
+    return float(change[starts].mean() / inside.mean())
 
 
 # -- mouth opening ----------------------------------------------------------------------------

@@ -91,6 +91,8 @@ class ClipResult:
     vae_mouth_error: float  # mouth error of the VAE reconstruction: the latent space's ceiling
     mouth_floor: float  # calibrated mouth measure on the ground truth itself
     closed_mouth_error: float
+    truth_latent_jump: float  # metrics.latent_jump of the truth: what a seamless decoder scores
+    vae_latent_jump: float  # ... of the VAE reconstruction
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -124,13 +126,14 @@ def mouth_curves(clip: SyntheticClip, seed: int, levels=metrics.MOUTH_LEVELS) ->
 
 
 def score(video: np.ndarray, truth: np.ndarray, clip: SyntheticClip, curves: np.ndarray,
-          settings: EvalSettings, joins: list[int]) -> dict[str, float]:
+          settings: EvalSettings, joins: list[int], temporal_factor: int) -> dict[str, float]:
     opening = metrics.mouth_opening(metrics.mouth_darkness(video, clip.track), curves)
     return {"psnr": metrics.psnr(video, truth), "ssim": metrics.ssim(video, truth),
             "moving_psnr": metrics.moving_psnr(video, truth, settings.moving_threshold),
             "flicker": metrics.flicker(video, truth, settings.static_threshold),
             "seam_error": metrics.seam_error(video, truth, joins),
-            "mouth_error": metrics.mouth_error(opening, clip.face["mouth_open"])}
+            "mouth_error": metrics.mouth_error(opening, clip.face["mouth_open"]),
+            "latent_jump": metrics.latent_jump(video, temporal_factor)}
 
 
 def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
@@ -169,7 +172,8 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
     closed_opening = np.where(np.isfinite(truth_opening), float(ref.face["mouth_open"][0]),
                               np.nan)  # the reference's mouth, on the frames read above
     closed = metrics.mouth_error(closed_opening, clip.face["mouth_open"])
-    scores = {name: score(v[:t], truth, clip, curves, settings, joins)
+    tf = cfg.vae.temporal_factor
+    scores = {name: score(v[:t], truth, clip, curves, settings, joins, tf)
               for name, v in videos.items()}
     recon = vae_reconstruction(model, truth)
     recon_opening = metrics.mouth_opening(metrics.mouth_darkness(recon, clip.track), curves)
@@ -180,7 +184,9 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
                                                       reference[None]),
                       vae_mouth_error=metrics.mouth_error(recon_opening, clip.face["mouth_open"]),
                       mouth_floor=floor,
-                      closed_mouth_error=closed, timings=timings)
+                      closed_mouth_error=closed, truth_latent_jump=metrics.latent_jump(truth, tf),
+                      vae_latent_jump=metrics.latent_jump(recon, tf),
+                      timings=timings)
 
 
 def _mean(values) -> float | None:
@@ -199,7 +205,7 @@ def summarise(results: list[ClipResult], settings: EvalSettings) -> dict:
     for name in (*MODEL_VARIANTS, *BASELINES):
         variants[name] = {key: _mean([r.scores[name][key] for r in results])
                           for key in ("psnr", "ssim", "moving_psnr", "flicker", "seam_error",
-                                      "mouth_error")}
+                                      "mouth_error", "latent_jump")}
     summary = {
         **variants["video"],
         "audio": variants["audio"],
@@ -211,6 +217,8 @@ def summarise(results: list[ClipResult], settings: EvalSettings) -> dict:
         "vae_reference_psnr": _mean([r.vae_reference_psnr for r in results]),
         "vae_mouth_error": _mean([r.vae_mouth_error for r in results]),
         "mouth_floor": _mean([r.mouth_floor for r in results]),
+        "truth_latent_jump": _mean([r.truth_latent_jump for r in results]),
+        "vae_latent_jump": _mean([r.vae_latent_jump for r in results]),
         "mouth_clips": sum(not math.isnan(r.closed_mouth_error) for r in results),
         "generate_s": {name: _mean([r.timings[f"generate_{name}_s"] for r in results])
                        for name in MODEL_VARIANTS},  # seconds per clip

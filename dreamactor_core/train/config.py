@@ -63,6 +63,10 @@ class TrainConfig:
     vae_kl_weight: float = 1e-4  # per latent element, against L1 + MSE per pixel
     vae_head_weight: float = 0.0  # extra reconstruction weight on head pixels (stages.head_weight)
     vae_mouth_weight: float = 0.0  # ... and on the mouth, found from the head sphere (stages.mouth_mask)
+    # L1 between the decoded and the true frame-to-frame changes (stages.reconstruction_loss):
+    # the only loss term that sees two frames at once, so the one that trains a decoder's
+    # temporal mix to smooth a jump between latent frames.
+    vae_temporal_weight: float = 0.0
     # Reconstruction weight of frame 0, which the causal VAE encodes alone (as it does every
     # reference image); temporal_factor makes each latent frame count the same (stages.vae_weight).
     vae_first_frame_weight: float = 1.0
@@ -101,6 +105,9 @@ class TrainConfig:
             raise ValueError(f"vae_head_weight must be a number >= 0, got {self.vae_head_weight}")
         if not (math.isfinite(self.vae_mouth_weight) and self.vae_mouth_weight >= 0):
             raise ValueError(f"vae_mouth_weight must be a number >= 0, got {self.vae_mouth_weight}")
+        if not (math.isfinite(self.vae_temporal_weight) and self.vae_temporal_weight >= 0):
+            raise ValueError("vae_temporal_weight must be a number >= 0, got "
+                             f"{self.vae_temporal_weight}")
         if not (math.isfinite(self.vae_first_frame_weight) and self.vae_first_frame_weight > 0):
             raise ValueError("vae_first_frame_weight must be a number > 0, got "
                              f"{self.vae_first_frame_weight}")

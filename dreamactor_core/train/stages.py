@@ -185,24 +185,33 @@ def vae_weight(guidance: torch.Tensor, head_extra: float, first_frame: float,
 
 
 def reconstruction_loss(recon: torch.Tensor, video: torch.Tensor,
-                        weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                        weight: torch.Tensor | None = None,
+                        temporal_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     """L1 + MSE of recon against video [B, 3, T, H, W], each optionally weighted per pixel by
-    ``weight`` [B, 1, T, H, W]; the logged l1 / mse are unweighted, comparable across runs."""
+    ``weight`` [B, 1, T, H, W], plus ``temporal_weight`` times the mean L1 between recon's and
+    video's frame-to-frame changes; the logged l1 / mse (and temporal, when weighted) are
+    unweighted, comparable across runs."""
     err = recon.float() - video  # [B, 3, T, H, W]
     l1, mse = err.abs().mean(), err.pow(2).mean()
     if weight is None:
         loss = l1 + mse
     else:
         loss = (weight * (err.abs() + err.pow(2))).mean()
-    return loss, {"l1": l1.detach(), "mse": mse.detach()}
+    metrics = {"l1": l1.detach(), "mse": mse.detach()}
+    if temporal_weight and video.shape[2] > 1:
+        temporal = (err[:, :, 1:] - err[:, :, :-1]).abs().mean()  # = |d recon - d video|
+        loss = loss + temporal_weight * temporal
+        metrics["temporal"] = temporal.detach()
+    return loss, metrics
 
 
 def vae_loss(vae: nn.Module, video: torch.Tensor, noise: torch.Tensor, kl_weight: float,
-             weight: torch.Tensor | None = None):
+             weight: torch.Tensor | None = None, temporal_weight: float = 0.0):
     """reconstruction_loss of a posterior sample's decoding + KL."""
     posterior = vae.encode_distribution(video)
     z = posterior.mean + posterior.std * noise.to(posterior.mean.dtype)
-    loss, metrics = reconstruction_loss(vae.decode(z, normalized=False), video, weight)
+    loss, metrics = reconstruction_loss(vae.decode(z, normalized=False), video, weight,
+                                        temporal_weight)
     kl = posterior.kl().mean() / posterior.mean[0].numel()
     return loss + kl_weight * kl, {**metrics, "kl": kl.detach()}
 
@@ -284,8 +293,9 @@ def stage_loss(modules: nn.Module, batch: dict, draws: Draws | None, stage: str,
                             config.vae_first_frame_weight, config.vae_mouth_weight)
         if stage == "vae_decoder_sampled":
             return reconstruction_loss(modules.vae.decode(batch["decode_latent"]),
-                                       batch["video"], weight)
-        return vae_loss(modules.vae, batch["video"], draws.noise, config.vae_kl_weight, weight)
+                                       batch["video"], weight, config.vae_temporal_weight)
+        return vae_loss(modules.vae, batch["video"], draws.noise, config.vae_kl_weight, weight,
+                        config.vae_temporal_weight)
     if stage in DIT_STAGES:
         return flow_loss(modules, batch, draws, stage)
     return audio_loss(modules, batch)

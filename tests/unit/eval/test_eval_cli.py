@@ -71,6 +71,9 @@ def test_cli_prints_the_report_as_its_last_line_and_writes_the_sheet(model_file,
         assert scores["flicker"] >= 0
     assert report["baselines"]["copy_reference"]["flicker"] == 0.0  # a still video
     assert report["seam_error"] is None  # 5 frames: one segment, no joins
+    assert report["latent_jump"] > 0 and report["audio"]["latent_jump"] > 0
+    assert report["baselines"]["copy_reference"]["latent_jump"] is None  # no change to compare
+    assert report["truth_latent_jump"] > 0 and report["vae_latent_jump"] > 0
     assert "mouth_error" in report["baselines"]["closed_mouth"]
     assert 0 < report["vae_psnr"] < 60
     assert 0 < report["vae_reference_psnr"] < 60

@@ -110,6 +110,23 @@ def _facing_head(size=96):
     raise AssertionError("no frontal reference pose among 50 characters")
 
 
+def test_latent_jump_compares_changes_into_latent_frame_starts_with_the_rest():
+    ramp = np.linspace(0, 0.9, 17)[:, None, None, None] * np.ones((17, 4, 4, 3))
+    assert metrics.latent_jump(ramp, 4) == pytest.approx(1.0)  # even motion: no seams
+    jumpy = ramp.copy()
+    for start in (1, 5, 9, 13):  # every latent-frame start jumps 0.05 more
+        jumpy[start:] += 0.05
+    step = 0.9 / 16
+    assert metrics.latent_jump(jumpy, 4) == pytest.approx((step + 0.05) / step)
+    other = ramp.copy()
+    other[3:] += 0.05  # a jump inside a latent frame (into frame 3) lowers the ratio
+    assert metrics.latent_jump(other, 4) < 1.0
+    assert math.isnan(metrics.latent_jump(np.zeros((17, 4, 4, 3)), 4))  # nothing moves
+    assert math.isnan(metrics.latent_jump(ramp[:2], 4))  # one change, and it is a start
+    with pytest.raises(ValueError, match="temporal_factor"):
+        metrics.latent_jump(ramp, 0)
+
+
 def test_seam_error_measures_the_jump_at_joins_beyond_the_true_motion():
     truth = _video(t=6)
     assert metrics.seam_error(truth, truth, [3]) == 0.0

@@ -1,5 +1,6 @@
 """The training configs shipped in dreamactor_core/train/configs (the model card's recipes)."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ def test_the_card_recipes_are_all_there():
             "demo_64_gpu_stage3_anneal", "demo_64_continuation_anneal",
             "demo_64_vae_decoder_wide", "demo_64_vae_decoder_sampled", "demo_64_fs_vae",
             "demo_64_fs_stage3", "demo_64_fs_vae_decoder_sampled", "demo_64_fs_gpu_vae",
-            "demo_64_fs_gpu_stage3"} <= names
+            "demo_64_fs_gpu_stage3", "demo_64_fs_vae_decoder_mix"} <= names
 
 
 def test_the_gpu_recipes_differ_from_their_cpu_bases_only_in_scale_and_seed():
@@ -52,28 +53,35 @@ def test_the_decoder_recipe_keeps_the_shipped_models_clean_context(name):
     assert shipped_recipe(name).model_config().dit.clean_context
 
 
-def test_the_frame_stack_decoder_recipe_builds_the_frame_stack_model():
-    # it fine-tunes the decoder of checkpoints/demo_64_fs.safetensors: the same VAE as its stage 3
+def test_the_frame_stack_decoder_recipes_build_the_frame_stack_model():
+    # they fine-tune the decoder of a frame_stack model: the same VAE as its stage 3 (the mix
+    # recipe with the decoder's temporal mix, which a DiT stage carries along frozen)
     decoder = shipped_recipe("demo_64_fs_vae_decoder_sampled").model_config()
     stage3 = shipped_recipe("demo_64_fs_stage3").model_config()
     assert decoder.vae.architecture == "frame_stack"
     assert decoder.vae == stage3.vae and decoder.dit == stage3.dit
+    mix = shipped_recipe("demo_64_fs_vae_decoder_mix").model_config()
+    assert mix.vae.decoder_temporal_mix == 3 and mix.dit == stage3.dit
+    assert mix.vae == replace(stage3.vae, decoder_temporal_mix=3)
 
 
-@pytest.mark.parametrize("name", ["demo_64_fs_stage3", "demo_64_fs_gpu_stage3"])
-def test_the_committed_frame_stack_checkpoint_matches_its_recipes(name):
-    # checkpoints/demo_64_fs.safetensors is the frame_stack model in progress (not shipped); the
-    # next run continues it with --init (on the CPU or through scripts/train_demo_gpu.sh), so
-    # its shapes must fit these recipes tensor for tensor
+@pytest.mark.parametrize("name", ["demo_64_fs_stage3", "demo_64_fs_gpu_stage3", "demo_64_fs_gpu_vae",
+                                  "demo_64_fs_vae_decoder_mix"])
+def test_the_embedded_model_matches_its_recipes(name):
+    # the next run continues the embedded model with --init (on the CPU, or through
+    # scripts/train_demo_gpu.sh, which sets the file's decoder_temporal_mix on the recipe as
+    # below), so its shapes must fit these recipes tensor for tensor
     from dreamactor_core.model.bundle import DreamActorModel
     from dreamactor_core.train.modules import build_modules
 
     root = Path(__file__).resolve().parents[3]
-    model = DreamActorModel.load(root / "checkpoints" / "demo_64_fs.safetensors")
-    config = shipped_recipe(name)
+    model = DreamActorModel.load(root / "dreamactor_core" / "embedded" / "dreamactor_demo.safetensors")
+    mix = model.config.vae.decoder_temporal_mix
+    config = shipped_recipe(name).with_overrides([f"model_overrides.vae.decoder_temporal_mix={mix}"])
     recipe = config.model_config()
     assert model.config.vae.architecture == "frame_stack" == recipe.vae.architecture
+    assert model.config.vae == recipe.vae
     assert model.config.dit.clean_context and recipe.dit.clean_context
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     fresh = {k: tuple(v.shape) for k, v in build_modules(config).state_dict().items()}
-    assert shapes == {k: v for k, v in fresh.items() if k in shapes} and len(shapes) > 100
+    assert shapes == fresh and len(shapes) > 100

@@ -368,3 +368,49 @@ def test_mouth_weight_adds_on_the_mouth_only():
 def test_mouth_weight_must_be_a_number_at_least_zero(tiny_config, bad):
     with pytest.raises(ValueError, match="vae_mouth_weight"):
         tiny_config(vae_mouth_weight=bad)
+
+
+def test_temporal_weight_adds_the_error_in_frame_changes():
+    from dreamactor_core.train.stages import reconstruction_loss
+
+    video = torch.rand(2, 3, 5, 8, 8) * 2 - 1
+    steady = video + 0.1  # off by the same amount in every frame: frame changes are exact
+    plain, _ = reconstruction_loss(steady, video)
+    weighted, metrics = reconstruction_loss(steady, video, temporal_weight=3.0)
+    assert torch.allclose(weighted, plain) and float(metrics["temporal"]) < 1e-6
+
+    jumpy = video.clone()
+    jumpy[:, :, 2:] += 0.2  # one jump between frames 1 and 2: one of 4 changes is off by 0.2
+    plain, _ = reconstruction_loss(jumpy, video)
+    weighted, metrics = reconstruction_loss(jumpy, video, temporal_weight=3.0)
+    assert float(metrics["temporal"]) == pytest.approx(0.2 / 4, rel=1e-4)
+    assert float(weighted - plain) == pytest.approx(3.0 * 0.2 / 4, rel=1e-4)
+    _, unweighted = reconstruction_loss(jumpy, video)
+    assert "temporal" not in unweighted  # logged only when it is part of the loss
+
+
+def test_temporal_weight_reaches_the_decoder_sampled_loss(tiny_config):
+    from dreamactor_core.train.stages import stage_loss
+
+    video = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    batch = {"video": video, "guidance": torch.zeros(1, 6, 5, 16, 16),
+             "decode_latent": torch.randn(1, 4, 2, 4, 4)}
+
+    class Decoder(torch.nn.Module):
+        def decode(self, latent):  # the truth, with a jump at the second latent frame
+            out = video.clone()
+            out[:, :, 1:] += 0.3
+            return out
+
+    modules = torch.nn.Module()
+    modules.vae = Decoder()
+    plain, _ = stage_loss(modules, batch, None, "vae_decoder_sampled", tiny_config())
+    weighted, metrics = stage_loss(modules, batch, None, "vae_decoder_sampled",
+                                   tiny_config(vae_temporal_weight=2.0))
+    assert float(weighted - plain) == pytest.approx(2.0 * 0.3 / 4, rel=1e-4)
+
+
+@pytest.mark.parametrize("bad", [-0.5, float("nan")])
+def test_temporal_weight_must_be_a_number_at_least_zero(tiny_config, bad):
+    with pytest.raises(ValueError, match="vae_temporal_weight"):
+        tiny_config(vae_temporal_weight=bad)
