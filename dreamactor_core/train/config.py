@@ -101,13 +101,10 @@ class TrainConfig:
         if not 0.0 <= self.sampled_true_fraction <= 1.0:
             raise ValueError("sampled_true_fraction must be a probability in 0..1, got "
                              f"{self.sampled_true_fraction}")
-        if not (math.isfinite(self.vae_head_weight) and self.vae_head_weight >= 0):
-            raise ValueError(f"vae_head_weight must be a number >= 0, got {self.vae_head_weight}")
-        if not (math.isfinite(self.vae_mouth_weight) and self.vae_mouth_weight >= 0):
-            raise ValueError(f"vae_mouth_weight must be a number >= 0, got {self.vae_mouth_weight}")
-        if not (math.isfinite(self.vae_temporal_weight) and self.vae_temporal_weight >= 0):
-            raise ValueError("vae_temporal_weight must be a number >= 0, got "
-                             f"{self.vae_temporal_weight}")
+        for name in ("vae_head_weight", "vae_mouth_weight", "vae_temporal_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value}")
         if not (math.isfinite(self.vae_first_frame_weight) and self.vae_first_frame_weight > 0):
             raise ValueError("vae_first_frame_weight must be a number > 0, got "
                              f"{self.vae_first_frame_weight}")

@@ -405,8 +405,8 @@ def test_temporal_weight_reaches_the_decoder_sampled_loss(tiny_config):
     modules = torch.nn.Module()
     modules.vae = Decoder()
     plain, _ = stage_loss(modules, batch, None, "vae_decoder_sampled", tiny_config())
-    weighted, metrics = stage_loss(modules, batch, None, "vae_decoder_sampled",
-                                   tiny_config(vae_temporal_weight=2.0))
+    weighted, _ = stage_loss(modules, batch, None, "vae_decoder_sampled",
+                             tiny_config(vae_temporal_weight=2.0))
     assert float(weighted - plain) == pytest.approx(2.0 * 0.3 / 4, rel=1e-4)
 
 
