@@ -10,7 +10,8 @@
 # GPU: on one H100 with 16 cores, ~180 clips/s for the VAE stage and ~110 for stage 3.
 # The recipes follow INIT's VAE: demo_64_fs_gpu_*.json for a frame_stack VAE (the embedded
 # model), demo_64_gpu_*.json for the causal 3D VAE (the embedded model until session 16), with
-# INIT's decoder_temporal_mix set on the recipe (--set) so that every tensor of INIT fits.
+# INIT's decoder_temporal_mix and decoder_refine_channels set on the recipe (--set) so that
+# every tensor of INIT fits.
 # Runs go to OUT/<n>_<stage>; the last one is exported (fp16) to OUT/candidate.safetensors.
 set -euo pipefail
 PY=${PYTHON:-python3}
@@ -19,12 +20,15 @@ init=$1 out=$2
 shift 2
 mkdir -p "$out"
 
+# the architecture, then one override per decoder addition INIT has (0: none)
 vae=$($PY -c "import sys; from dreamactor_core.model import weights
-vae = weights.read_config(sys.argv[1]).vae; print(vae.architecture, vae.decoder_temporal_mix)" "$init")
-read -r architecture mix <<< "$vae"
+vae = weights.read_config(sys.argv[1]).vae
+print(vae.architecture, *(f'model_overrides.vae.{k}={getattr(vae, k)}'
+      for k in ('decoder_temporal_mix', 'decoder_refine_channels') if getattr(vae, k)))" "$init")
+read -r architecture overrides <<< "$vae"
 case $architecture in frame_stack) prefix=demo_64_fs_gpu ;; *) prefix=demo_64_gpu ;; esac
 sets=()
-if [ "$mix" -gt 0 ]; then sets=(--set "model_overrides.vae.decoder_temporal_mix=$mix"); fi
+for o in $overrides; do sets+=(--set "$o"); done
 config_for() { case $1 in vae) echo $C/${prefix}_vae.json ;; *) echo $C/${prefix}_stage3.json ;; esac; }
 
 steps_per_s() {  # mean logged rate past step 50: the loader's prefetched batches come free

@@ -68,6 +68,12 @@ class VAEConfig:
     # per-frame decoder cannot smooth the jumps between latent frames that a DiT samples slightly
     # apart; added to a trained decoder (train.widen --decoder-temporal-mix) it starts at zero.
     decoder_temporal_mix: int = 0
+    # frame_stack only: width of a full-resolution refinement head after the decoder's last
+    # level (0: none). That level runs at H/patch_size and emits each patch_size x patch_size
+    # patch through one linear conv; the head upsamples the features back to H x W and adds a
+    # correction to those frames. Added to a trained decoder (train.widen --decoder-refine) it
+    # starts at zero.
+    decoder_refine_channels: int = 0
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
@@ -95,6 +101,14 @@ class VAEConfig:
         if self.decoder_temporal_mix and self.architecture != "frame_stack":
             raise ValueError("VAEConfig.decoder_temporal_mix needs the frame_stack VAE (the "
                              "causal3d decoder mixes frames already); set it to 0")
+        if int(self.decoder_refine_channels) < 0:
+            raise ValueError(f"VAEConfig.decoder_refine_channels must be >= 0 (0: no refinement "
+                             f"head), got {self.decoder_refine_channels}")
+        if self.decoder_refine_channels and (self.architecture != "frame_stack"
+                                             or self.patch_size < 2):
+            raise ValueError("VAEConfig.decoder_refine_channels needs the frame_stack VAE with "
+                             "patch_size >= 2 (a decoder whose last level runs below the frame "
+                             "size); set it to 0")
         if self.architecture == "frame_stack":
             if self.latent_channels % self.temporal_factor:
                 raise ValueError(f"VAEConfig.latent_channels ({self.latent_channels}) must be a "

@@ -19,7 +19,8 @@ and a GPU run; packing several moving frames into one feature map is what a smal
 Layout per frame (2D convolutions on [N = B*T, C, H, W]): pixel-unshuffle by patch_size, then
 one level per spatial halving (num_res_blocks ResBlocks each, a stride-2 conv between levels),
 one more ResBlock and the output conv to the posterior's mean and log-variance; the decoder
-mirrors it with num_res_blocks + 1 ResBlocks per level and nearest-upsample + conv between.
+mirrors it with num_res_blocks + 1 ResBlocks per level and nearest-upsample + conv between,
+and with ``decoder_refine_channels`` ends in a PatchRefiner at the full frame size.
 """
 
 from __future__ import annotations
@@ -81,6 +82,32 @@ class CausalTemporalMix(nn.Module):
         return x + self.conv(h)
 
 
+class PatchRefiner(nn.Module):
+    """Full-resolution refinement of patch-decoded frames: the last level's features
+    [N, C, H/p, W/p] are upsampled x2 per step (nearest + conv + ResBlock) to [N, width, H, W],
+    joined by the coarse frame, and one more ResBlock predicts a correction added to it. The
+    output conv starts at zero, so a refiner added to a trained decoder decodes as before."""
+
+    def __init__(self, channels: int, width: int, patch_size: int):
+        super().__init__()
+        self.conv_in = nn.Conv2d(channels, width, 1)
+        steps = []
+        for _ in range(patch_size.bit_length() - 1):  # log2(patch_size) doublings
+            steps += [Upsample2d(width), ResBlock2d(width, width)]
+        self.up = nn.Sequential(*steps)
+        self.fuse = ResBlock2d(width + 3, width)
+        self.norm_out = ChannelRMSNorm(width)
+        self.conv_out = nn.Conv2d(width, 3, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, features: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        # features: [N, C, H/p, W/p] (normalised, activated), coarse: [N, 3, H, W] -> [N, 3, H, W]
+        h = self.up(self.conv_in(features))  # [N, width, H, W]
+        h = self.fuse(torch.cat([h, coarse], dim=1))
+        return coarse + self.conv_out(F.silu(self.norm_out(h)))
+
+
 class FrameEncoder(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
@@ -129,6 +156,8 @@ class FrameDecoder(nn.Module):
         # between head() and tail(), the only place where frames meet (FrameStackVAE.decode_raw)
         self.temporal_mix = (CausalTemporalMix(chans[-1], config.decoder_temporal_mix)
                              if config.decoder_temporal_mix else None)
+        self.refine = (PatchRefiner(ch, config.decoder_refine_channels, config.patch_size)
+                       if config.decoder_refine_channels else None)
 
     def head(self, z: torch.Tensor) -> torch.Tensor:
         # z: [N, c, h, w] -> features [N, C, h, w] (conv_in and the first ResBlock)
@@ -136,9 +165,10 @@ class FrameDecoder(nn.Module):
 
     def tail(self, x: torch.Tensor) -> torch.Tensor:
         # features [N, C, h, w] -> frames [N, 3, h*sf, w*sf]
-        x = self.conv_out(F.silu(self.norm_out(self.layers[1:](x))))  # [N, 3p^2, H/p, W/p]
+        features = F.silu(self.norm_out(self.layers[1:](x)))  # [N, C, H/p, W/p]
         p = self.patch_size
-        return rearrange(x, "n (c p q) h w -> n c (h p) (w q)", p=p, q=p)
+        frames = rearrange(self.conv_out(features), "n (c p q) h w -> n c (h p) (w q)", p=p, q=p)
+        return frames if self.refine is None else self.refine(features, frames)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         # z: [N, c, h, w] -> frames [N, 3, h*sf, w*sf], each frame alone (no temporal_mix)
@@ -200,17 +230,26 @@ class FrameStackVAE(VideoVAE):
             frames = self._frames_in_chunks(decoder.tail, features, frame_chunk)
         return rearrange(frames, "(b t) c h w -> b c t h w", b=b)
 
-    @torch.no_grad()
     def with_temporal_mix(self, reach: int) -> "FrameStackVAE":
         """A copy whose decoder also sees ``reach`` earlier frames (VAEConfig.decoder_temporal_mix),
         decoding exactly as this one until trained: every tensor copied, the mix at zero."""
-        if reach < 1 or self.config.decoder_temporal_mix:
-            raise ValueError(f"decoder_temporal_mix: this decoder has reach "
-                             f"{self.config.decoder_temporal_mix}; give a reach >= 1 to add to a "
-                             f"decoder without one, got {reach}")
-        mixed = FrameStackVAE(replace(self.config, decoder_temporal_mix=reach))
-        missing, unexpected = mixed.load_state_dict(self.state_dict(), strict=False)
-        if unexpected or not all(k.startswith("decoder.temporal_mix.") for k in missing):
-            raise RuntimeError(f"with_temporal_mix: copying the decoder left {missing} "
-                               f"missing and {unexpected} unexpected")
-        return mixed.to(next(self.parameters()).dtype)
+        return self._with_added("decoder_temporal_mix", "reach", reach, "decoder.temporal_mix.")
+
+    def with_refiner(self, width: int) -> "FrameStackVAE":
+        """A copy whose decoder ends in a ``width``-channel PatchRefiner
+        (VAEConfig.decoder_refine_channels), decoding exactly as this one until trained."""
+        return self._with_added("decoder_refine_channels", "width", width, "decoder.refine.")
+
+    @torch.no_grad()
+    def _with_added(self, field: str, what: str, size: int, added: str) -> "FrameStackVAE":
+        """A FrameStackVAE with config ``field`` = ``size`` holding every tensor of this one; the
+        new tensors (names starting with ``added``) keep their zero-output initialisation."""
+        if size < 1 or getattr(self.config, field):
+            raise ValueError(f"{field}: this decoder has {what} {getattr(self.config, field)}; give "
+                             f"a {what} >= 1 to add to a decoder without one, got {size}")
+        grown = FrameStackVAE(replace(self.config, **{field: size}))
+        missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
+        if unexpected or not missing or not all(k.startswith(added) for k in missing):
+            raise RuntimeError(f"adding {added}: copying the decoder left {missing} missing and "
+                               f"{unexpected} unexpected")
+        return grown.to(next(self.parameters()).dtype)

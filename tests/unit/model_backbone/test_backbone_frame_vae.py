@@ -164,9 +164,41 @@ def test_the_mix_reaches_back_across_latent_frames_and_never_forward(mixed):
     torch.testing.assert_close(mixed.decode(z, chunk=1), mixed.decode(z), atol=1e-5, rtol=0)
 
 
-def test_temporal_mix_configs():
-    assert _config(decoder_temporal_mix=2).decoder_temporal_mix == 2
-    with pytest.raises(ValueError, match="decoder_temporal_mix must be >= 0"):
-        _config(decoder_temporal_mix=-1)
+@pytest.mark.parametrize("field", ["decoder_temporal_mix", "decoder_refine_channels"])
+def test_decoder_addition_configs(field):
+    assert getattr(_config(**{field: 2}), field) == 2
+    with pytest.raises(ValueError, match=f"{field} must be >= 0"):
+        _config(**{field: -1})
     with pytest.raises(ValueError, match="needs the frame_stack VAE"):
-        VAEConfig(latent_channels=4, base_channels=8, decoder_temporal_mix=1)
+        VAEConfig(latent_channels=4, base_channels=8, **{field: 1})
+
+
+@torch.no_grad()
+def test_an_added_refiner_starts_as_the_identity_and_then_refines_at_full_resolution(mixed):
+    z = mixed.encode(_video(9))
+    refined = mixed.with_refiner(4)
+    assert refined.config.decoder_refine_channels == 4 and refined.config.decoder_temporal_mix == 2
+    torch.testing.assert_close(refined.decode(z), mixed.decode(z), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="width >= 1"):
+        refined.with_refiner(4)
+    for p in refined.decoder.refine.parameters():  # a trained refiner
+        p.add_(torch.randn_like(p) * 0.05)
+    coarse, fine = mixed.decode(z), refined.decode(z)
+    assert fine.shape == coarse.shape and (fine - coarse).abs().mean() > 1e-3
+    # the correction varies inside each 2x2 patch, which the coarse decoder emits as one
+    # linear function of its features: check it is not constant over a patch
+    delta = (fine - coarse)[0, :, 0]  # [3, 16, 16]
+    assert (delta[:, 0::2, 0::2] - delta[:, 1::2, 1::2]).abs().mean() > 1e-4
+    torch.testing.assert_close(refined.decode(z, chunk=1), fine, atol=1e-5, rtol=0)
+
+
+def test_a_refiner_learns_from_the_start():
+    # its output conv starts at zero; the gradient must still reach it on the first step
+    refined = FrameStackVAE(_config(decoder_refine_channels=4))
+    refined.decode(refined.encode(_video(5))).square().mean().backward()
+    assert refined.decoder.refine.conv_out.weight.grad.abs().sum() > 0
+
+
+def test_a_refiner_needs_patches_to_refine():
+    with pytest.raises(ValueError, match="patch_size >= 2"):
+        _config(patch_size=1, channel_mults=(1, 2, 4), decoder_refine_channels=8)

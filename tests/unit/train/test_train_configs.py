@@ -46,7 +46,8 @@ def test_every_shipped_training_config_loads(path):
     assert config.data["kind"] == "synthetic"
 
 
-@pytest.mark.parametrize("name", ["demo_64_vae_decoder_sampled", "demo_64_fs_vae_decoder_sampled"])
+@pytest.mark.parametrize("name", ["demo_64_vae_decoder_sampled", "demo_64_fs_vae_decoder_sampled",
+                                  "demo_64_fs_vae_decoder_refine"])
 def test_the_decoder_recipe_keeps_the_shipped_models_clean_context(name):
     # a run exports its own config: without this the shipped DiT, trained to continue from a
     # clean first latent, would be told it was not and sampled on the noised path instead
@@ -63,21 +64,25 @@ def test_the_frame_stack_decoder_recipes_build_the_frame_stack_model():
     mix = shipped_recipe("demo_64_fs_vae_decoder_mix").model_config()
     assert mix.vae.decoder_temporal_mix == 3 and mix.dit == stage3.dit
     assert mix.vae == replace(stage3.vae, decoder_temporal_mix=3)
+    refine = shipped_recipe("demo_64_fs_vae_decoder_refine").model_config()
+    assert refine.vae == replace(mix.vae, decoder_refine_channels=32) and refine.dit == stage3.dit
 
 
 @pytest.mark.parametrize("name", ["demo_64_fs_stage3", "demo_64_fs_gpu_stage3", "demo_64_fs_gpu_vae",
-                                  "demo_64_fs_vae_decoder_mix"])
+                                  "demo_64_fs_vae_decoder_mix", "demo_64_fs_vae_decoder_refine"])
 def test_the_embedded_model_matches_its_recipes(name):
     # the next run continues the embedded model with --init (on the CPU, or through
-    # scripts/train_demo_gpu.sh, which sets the file's decoder_temporal_mix on the recipe as
+    # scripts/train_demo_gpu.sh, which sets the file's decoder additions on the recipe as
     # below), so its shapes must fit these recipes tensor for tensor
     from dreamactor_core.model.bundle import DreamActorModel
     from dreamactor_core.train.modules import build_modules
 
     root = Path(__file__).resolve().parents[3]
     model = DreamActorModel.load(root / "dreamactor_core" / "embedded" / "dreamactor_demo.safetensors")
-    mix = model.config.vae.decoder_temporal_mix
-    config = shipped_recipe(name).with_overrides([f"model_overrides.vae.decoder_temporal_mix={mix}"])
+    vae = model.config.vae
+    config = shipped_recipe(name).with_overrides(
+        [f"model_overrides.vae.{k}={getattr(vae, k)}"
+         for k in ("decoder_temporal_mix", "decoder_refine_channels")])
     recipe = config.model_config()
     assert model.config.vae.architecture == "frame_stack" == recipe.vae.architecture
     assert model.config.vae == recipe.vae

@@ -53,11 +53,12 @@ def test_bad_width_is_a_clear_error(model_file, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def _frame_stack_config(tiny_config, mix=0):
+def _frame_stack_config(tiny_config, mix=0, refine=0):
     config = tiny_config()
     vae = {"architecture": "frame_stack", "latent_channels": 4, "base_channels": 8,
            "channel_mults": [1, 2], "num_res_blocks": 1, "spatial_factor": 4,
-           "temporal_factor": 4, "patch_size": 2, "decoder_temporal_mix": mix}
+           "temporal_factor": 4, "patch_size": 2, "decoder_temporal_mix": mix,
+           "decoder_refine_channels": refine}
     return tiny_config(model_overrides=dict(config.model_overrides, vae=vae))
 
 
@@ -82,4 +83,26 @@ def test_a_frame_stack_decoder_gets_a_temporal_mix(model_file, tmp_path, tiny_co
     assert "needs a frame_stack VAE" in capsys.readouterr().err
     assert widen_cli.main(["--model", str(source), "--out", str(tmp_path / "x.safetensors")]) == 2
     assert "nothing to widen" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+@torch.no_grad()
+def test_a_frame_stack_decoder_gets_a_refiner_and_a_mix_in_one_call(tmp_path, tiny_config, capsys):
+    config = _frame_stack_config(tiny_config)
+    plain = DreamActorModel.from_config(config.model_config(), config.face_motion_config(),
+                                        config.audio_motion_config())
+    source, out = plain.save(tmp_path / "fs.safetensors"), tmp_path / "refine.safetensors"
+    assert widen_cli.main(["--model", str(source), "--out", str(out), "--decoder-temporal-mix", "2",
+                           "--decoder-refine", "4"]) == 0
+    grown = DreamActorModel.load(out)
+    assert (grown.config.vae.decoder_temporal_mix, grown.config.vae.decoder_refine_channels) == (2, 4)
+    z = torch.randn(1, 4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(grown.vae.decode(z), plain.vae.decode(z), atol=1e-6, rtol=0)
+    assert "vae" in load_init(build_modules(_frame_stack_config(tiny_config, 2, 4)), out)
+    with pytest.raises(ValueError, match="refine"):  # the run config must say the width
+        load_init(build_modules(_frame_stack_config(tiny_config, 2)), out)
+    capsys.readouterr()
+    assert widen_cli.main(["--model", str(out), "--out", str(tmp_path / "x.safetensors"),
+                           "--decoder-refine", "4"]) == 2
+    assert "decoder_refine_channels: this decoder has width 4" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
