@@ -20,11 +20,11 @@ init=$1 out=$2
 shift 2
 mkdir -p "$out"
 
-# the architecture, then one override per decoder addition INIT has (0: none)
+# the architecture, then INIT's decoder parts as recipe overrides (train.config)
 vae=$($PY -c "import sys; from dreamactor_core.model import weights
+from dreamactor_core.train.config import decoder_addition_overrides
 vae = weights.read_config(sys.argv[1]).vae
-print(vae.architecture, *(f'model_overrides.vae.{k}={getattr(vae, k)}'
-      for k in ('decoder_temporal_mix', 'decoder_refine_channels') if getattr(vae, k)))" "$init")
+print(vae.architecture, *decoder_addition_overrides(vae))" "$init")
 read -r architecture overrides <<< "$vae"
 case $architecture in frame_stack) prefix=demo_64_fs_gpu ;; *) prefix=demo_64_gpu ;; esac
 sets=()

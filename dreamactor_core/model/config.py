@@ -36,6 +36,11 @@ def _is_power_of_two(n: int) -> bool:
     return n >= 1 and (n & (n - 1)) == 0
 
 
+# VAEConfig fields naming a part that a trained decoder can gain at zero (train.widen), so the
+# runs that continue such a model must set them as its file does (train.config).
+DECODER_ADDITIONS = ("decoder_temporal_mix", "decoder_refine_channels")
+
+
 @dataclass
 class VAEConfig:
     """Causal 3D VAE: video [B, 3, T, H, W] in -1..1 <-> latent [B, C, (T-1)//tf+1, H/sf, W/sf]."""

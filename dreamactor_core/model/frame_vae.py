@@ -230,26 +230,24 @@ class FrameStackVAE(VideoVAE):
             frames = self._frames_in_chunks(decoder.tail, features, frame_chunk)
         return rearrange(frames, "(b t) c h w -> b c t h w", b=b)
 
-    def with_temporal_mix(self, reach: int) -> "FrameStackVAE":
-        """A copy whose decoder also sees ``reach`` earlier frames (VAEConfig.decoder_temporal_mix),
-        decoding exactly as this one until trained: every tensor copied, the mix at zero."""
-        return self._with_added("decoder_temporal_mix", "reach", reach, "decoder.temporal_mix.")
-
-    def with_refiner(self, width: int) -> "FrameStackVAE":
-        """A copy whose decoder ends in a ``width``-channel PatchRefiner
-        (VAEConfig.decoder_refine_channels), decoding exactly as this one until trained."""
-        return self._with_added("decoder_refine_channels", "width", width, "decoder.refine.")
-
     @torch.no_grad()
-    def _with_added(self, field: str, what: str, size: int, added: str) -> "FrameStackVAE":
-        """A FrameStackVAE with config ``field`` = ``size`` holding every tensor of this one; the
-        new tensors (names starting with ``added``) keep their zero-output initialisation."""
+    def with_addition(self, field: str, size: int) -> "FrameStackVAE":
+        """A copy whose decoder gains the part of config ``field`` (a DECODER_ADDITIONS name) at
+        ``size``, decoding exactly as this one until trained: every tensor copied, the new part
+        at zero output."""
+        what, module = _ADDITION_PARTS[field]
         if size < 1 or getattr(self.config, field):
             raise ValueError(f"{field}: this decoder has {what} {getattr(self.config, field)}; give "
                              f"a {what} >= 1 to add to a decoder without one, got {size}")
         grown = FrameStackVAE(replace(self.config, **{field: size}))
         missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
+        added = f"decoder.{module}."
         if unexpected or not missing or not all(k.startswith(added) for k in missing):
             raise RuntimeError(f"adding {added}: copying the decoder left {missing} missing and "
                                f"{unexpected} unexpected")
         return grown.to(next(self.parameters()).dtype)
+
+
+# DECODER_ADDITIONS field -> (what its value counts, the FrameDecoder attribute it adds)
+_ADDITION_PARTS = {"decoder_temporal_mix": ("reach", "temporal_mix"),
+                   "decoder_refine_channels": ("width", "refine")}

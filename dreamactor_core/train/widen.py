@@ -37,14 +37,15 @@ def widen(model_path: str | Path, out: str | Path, decoder_base_channels: int | 
     model = DreamActorModel.load(model_path)
     if decoder_base_channels:
         model.vae = widen_decoder(model.vae, decoder_base_channels, seed)
-    for flag, size, add in (("--decoder-temporal-mix", decoder_temporal_mix, "with_temporal_mix"),
-                            ("--decoder-refine", decoder_refine, "with_refiner")):
+    additions = (("--decoder-temporal-mix", "decoder_temporal_mix", decoder_temporal_mix),
+                 ("--decoder-refine", "decoder_refine_channels", decoder_refine))
+    for flag, field, size in additions:
         if not size:
             continue
         if not isinstance(model.vae, FrameStackVAE):
             raise ValueError(f"{flag} needs a frame_stack VAE; {model_path} has the "
                              f"{model.config.vae.architecture} VAE")
-        model.vae = getattr(model.vae, add)(size)
+        model.vae = model.vae.with_addition(field, size)
     model.config = replace(model.config, vae=model.vae.config)
     return model.save(out, dtype=dtype)
 

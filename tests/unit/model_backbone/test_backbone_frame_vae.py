@@ -136,7 +136,7 @@ def test_widening_tools_refuse_it(vae):
 
 @pytest.fixture(scope="module")
 def mixed(vae):
-    mixed = vae.with_temporal_mix(2)
+    mixed = vae.with_addition("decoder_temporal_mix", 2)
     with torch.no_grad():  # a trained mix: every weight carries signal
         for p in mixed.decoder.temporal_mix.parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -146,12 +146,12 @@ def mixed(vae):
 @torch.no_grad()
 def test_an_added_temporal_mix_starts_as_the_identity(vae):
     z = vae.encode(_video(9))
-    fresh = vae.with_temporal_mix(2)
+    fresh = vae.with_addition("decoder_temporal_mix", 2)
     assert fresh.config.decoder_temporal_mix == 2 and vae.config.decoder_temporal_mix == 0
     torch.testing.assert_close(fresh.decode(z), vae.decode(z), atol=1e-6, rtol=0)
     torch.testing.assert_close(fresh.encode(_video(9)), z, atol=0, rtol=0)  # encoder untouched
     with pytest.raises(ValueError, match="reach >= 1"):
-        fresh.with_temporal_mix(1)
+        fresh.with_addition("decoder_temporal_mix", 1)
 
 
 @torch.no_grad()
@@ -176,11 +176,11 @@ def test_decoder_addition_configs(field):
 @torch.no_grad()
 def test_an_added_refiner_starts_as_the_identity_and_then_refines_at_full_resolution(mixed):
     z = mixed.encode(_video(9))
-    refined = mixed.with_refiner(4)
+    refined = mixed.with_addition("decoder_refine_channels", 4)
     assert refined.config.decoder_refine_channels == 4 and refined.config.decoder_temporal_mix == 2
     torch.testing.assert_close(refined.decode(z), mixed.decode(z), atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="width >= 1"):
-        refined.with_refiner(4)
+        refined.with_addition("decoder_refine_channels", 4)
     for p in refined.decoder.refine.parameters():  # a trained refiner
         p.add_(torch.randn_like(p) * 0.05)
     coarse, fine = mixed.decode(z), refined.decode(z)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dreamactor_core.train.config import TrainConfig
+from dreamactor_core.train.config import TrainConfig, decoder_addition_overrides
 
 CONFIGS = sorted((Path(__file__).resolve().parents[3] / "dreamactor_core" / "train" / "configs")
                  .glob("*.json"))
@@ -79,10 +79,7 @@ def test_the_embedded_model_matches_its_recipes(name):
 
     root = Path(__file__).resolve().parents[3]
     model = DreamActorModel.load(root / "dreamactor_core" / "embedded" / "dreamactor_demo.safetensors")
-    vae = model.config.vae
-    config = shipped_recipe(name).with_overrides(
-        [f"model_overrides.vae.{k}={getattr(vae, k)}"
-         for k in ("decoder_temporal_mix", "decoder_refine_channels")])
+    config = shipped_recipe(name).with_overrides(decoder_addition_overrides(model.config.vae))
     recipe = config.model_config()
     assert model.config.vae.architecture == "frame_stack" == recipe.vae.architecture
     assert model.config.vae == recipe.vae
