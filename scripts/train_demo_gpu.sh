@@ -10,8 +10,8 @@
 # GPU: on one H100 with 16 cores, ~180 clips/s for the VAE stage and ~110 for stage 3.
 # The recipes follow INIT's VAE: demo_64_fs_gpu_*.json for a frame_stack VAE (the embedded
 # model), demo_64_gpu_*.json for the causal 3D VAE (the embedded model until session 16), with
-# INIT's decoder_temporal_mix and decoder_refine_channels set on the recipe (--set) so that
-# every tensor of INIT fits.
+# INIT's decoder_temporal_mix, decoder_refine_channels and DiT depth set on the recipe (--set)
+# so that every tensor of INIT fits.
 # Runs go to OUT/<n>_<stage>; the last one is exported (fp16) to OUT/candidate.safetensors.
 set -euo pipefail
 PY=${PYTHON:-python3}
@@ -20,12 +20,12 @@ init=$1 out=$2
 shift 2
 mkdir -p "$out"
 
-# the architecture, then INIT's decoder parts as recipe overrides (train.config)
-vae=$($PY -c "import sys; from dreamactor_core.model import weights
-from dreamactor_core.train.config import decoder_addition_overrides
-vae = weights.read_config(sys.argv[1]).vae
-print(vae.architecture, *decoder_addition_overrides(vae))" "$init")
-read -r architecture overrides <<< "$vae"
+# the VAE architecture, then what train.widen may have added to INIT, as recipe overrides
+grown=$($PY -c "import sys; from dreamactor_core.model import weights
+from dreamactor_core.train.config import growth_overrides
+config = weights.read_config(sys.argv[1])
+print(config.vae.architecture, *growth_overrides(config))" "$init")
+read -r architecture overrides <<< "$grown"
 case $architecture in frame_stack) prefix=demo_64_fs_gpu ;; *) prefix=demo_64_gpu ;; esac
 sets=()
 for o in $overrides; do sets+=(--set "$o"); done

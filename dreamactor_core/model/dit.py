@@ -27,6 +27,10 @@ Lr = R*h'*w', h' = h/ph, w' = w/pw):
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+from dataclasses import replace
+
 import torch
 from einops import rearrange, repeat
 from torch import nn
@@ -206,6 +210,37 @@ class DreamActorDiT(nn.Module):
         for layer in zero:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+
+    @torch.no_grad()
+    def deepened(self, after: Sequence[int]) -> "DreamActorDiT":
+        """A copy with one more block after each block index in ``after``, computing exactly
+        what this one does until trained. An added block starts as a copy of the block before
+        it with its two adaLN gates and its face attention's output at zero (depth up-scaling:
+        it learns from trained features, not from noise, yet starts as the identity)."""
+        depth = self.config.depth
+        positions = sorted(after)
+        if not positions or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < depth
+                                for i in positions):
+            raise ValueError(f"deepened: give block indices in 0..{depth - 1} to add a block "
+                             f"after, got {list(after)}")
+        deep = DreamActorDiT(replace(self.config, depth=depth + len(positions)))
+        blocks = []
+        for i, block in enumerate(self.blocks):
+            blocks.append(copy.deepcopy(block))
+            for _ in range(positions.count(i)):
+                added = copy.deepcopy(block)
+                gates = added.adaLN[1]  # rows: shift1, scale1, gate1, shift2, scale2, gate2
+                dim = self.config.dim
+                for row in (2, 5):
+                    gates.weight[row * dim:(row + 1) * dim] = 0
+                    gates.bias[row * dim:(row + 1) * dim] = 0
+                added.face.attn.proj.weight.zero_()
+                added.face.attn.proj.bias.zero_()
+                blocks.append(added)
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("blocks.")}
+        state.update({f"blocks.{k}": v for k, v in nn.ModuleList(blocks).state_dict().items()})
+        deep.load_state_dict(state, strict=True)
+        return deep.to(next(self.parameters()).dtype)
 
     # -- token layout -------------------------------------------------------------------------
     def _patchify(self, x: torch.Tensor) -> torch.Tensor:

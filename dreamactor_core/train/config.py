@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from ..model.audio_motion import AudioMotionConfig
-from ..model.config import DECODER_ADDITIONS, ModelConfig, VAEConfig, dataclass_from_dict, preset
+from ..model.config import DECODER_ADDITIONS, ModelConfig, dataclass_from_dict, preset
 from ..model.face_motion import FaceMotionConfig
 
-def decoder_addition_overrides(vae: VAEConfig) -> list[str]:
-    """``--set`` assignments giving a recipe the decoder parts of ``vae`` (a model file's VAE
-    config), so that a run continuing that file fits every one of its tensors."""
-    return [f"model_overrides.vae.{name}={getattr(vae, name)}" for name in DECODER_ADDITIONS]
+def growth_overrides(config: ModelConfig) -> list[str]:
+    """``--set`` assignments giving a recipe what ``train.widen`` can add to a model file
+    (``config``, its model config): the decoder parts and the DiT's depth, so that a run
+    continuing that file fits every one of its tensors."""
+    return [*(f"model_overrides.vae.{name}={getattr(config.vae, name)}" for name in DECODER_ADDITIONS),
+            f"model_overrides.dit.depth={config.dit.depth}"]
 
 
 STAGES = ("vae", "vae_decoder", "vae_decoder_sampled", "1", "2", "3", "audio")

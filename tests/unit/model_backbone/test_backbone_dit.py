@@ -216,3 +216,25 @@ def test_clean_context_frames_take_the_clean_modulation(dit):
     for bad in (-1, T_LAT):
         with pytest.raises(ValueError, match="num_clean_frames must be"):
             dit(**inp, num_clean_frames=bad)
+
+
+def test_a_deepened_dit_starts_as_the_original_and_its_added_blocks_learn(dit):
+    deep = dit.deepened([0, 1, 1]).eval()
+    assert deep.config.depth == 5 and len(deep.blocks) == 5
+    with torch.no_grad():  # every condition on, clean context too: the added blocks are identities
+        torch.testing.assert_close(deep(**_inputs(), num_clean_frames=1),
+                                   dit(**_inputs(), num_clean_frames=1), atol=1e-6, rtol=0)
+    added, source = deep.blocks[1], dit.blocks[0]  # [0, 0', 1, 1', 1'']
+    gate_rows = torch.zeros(6, dtype=torch.bool)
+    gate_rows[[2, 5]] = True
+    weight = added.adaLN[1].weight.view(6, 64, 64)
+    assert not weight[gate_rows].any() and not added.face.attn.proj.weight.any()
+    torch.testing.assert_close(weight[~gate_rows], source.adaLN[1].weight.view(6, 64, 64)[~gate_rows])
+    torch.testing.assert_close(added.mlp.fc1.weight, source.mlp.fc1.weight)
+    deep.train()
+    deep(**_inputs()).square().mean().backward()
+    assert added.adaLN[1].weight.grad[2 * 64:3 * 64].abs().sum() > 0  # the gates open
+    assert added.face.attn.proj.weight.grad.abs().sum() > 0
+    for bad in ([], [2], [-1], [True]):
+        with pytest.raises(ValueError, match=r"block indices in 0..1"):
+            dit.deepened(bad)

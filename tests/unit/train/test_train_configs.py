@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dreamactor_core.train.config import TrainConfig, decoder_addition_overrides
+from dreamactor_core.train.config import TrainConfig, growth_overrides
 
 CONFIGS = sorted((Path(__file__).resolve().parents[3] / "dreamactor_core" / "train" / "configs")
                  .glob("*.json"))
@@ -72,14 +72,14 @@ def test_the_frame_stack_decoder_recipes_build_the_frame_stack_model():
                                   "demo_64_fs_vae_decoder_mix", "demo_64_fs_vae_decoder_refine"])
 def test_the_embedded_model_matches_its_recipes(name):
     # the next run continues the embedded model with --init (on the CPU, or through
-    # scripts/train_demo_gpu.sh, which sets the file's decoder additions on the recipe as
+    # scripts/train_demo_gpu.sh, which sets the file's widened parts on the recipe as
     # below), so its shapes must fit these recipes tensor for tensor
     from dreamactor_core.model.bundle import DreamActorModel
     from dreamactor_core.train.modules import build_modules
 
     root = Path(__file__).resolve().parents[3]
     model = DreamActorModel.load(root / "dreamactor_core" / "embedded" / "dreamactor_demo.safetensors")
-    config = shipped_recipe(name).with_overrides(decoder_addition_overrides(model.config.vae))
+    config = shipped_recipe(name).with_overrides(growth_overrides(model.config))
     recipe = config.model_config()
     assert model.config.vae.architecture == "frame_stack" == recipe.vae.architecture
     assert model.config.vae == recipe.vae
@@ -87,3 +87,14 @@ def test_the_embedded_model_matches_its_recipes(name):
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     fresh = {k: tuple(v.shape) for k, v in build_modules(config).state_dict().items()}
     assert shapes == fresh and len(shapes) > 100
+
+
+def test_growth_overrides_carry_every_widened_part_onto_a_recipe():
+    grown = shipped_recipe("demo_64_fs_stage3").with_overrides(
+        ["model_overrides.vae.decoder_temporal_mix=3", "model_overrides.vae.decoder_refine_channels=32",
+         "model_overrides.dit.depth=8"]).model_config()
+    assert growth_overrides(grown) == ["model_overrides.vae.decoder_temporal_mix=3",
+                                       "model_overrides.vae.decoder_refine_channels=32",
+                                       "model_overrides.dit.depth=8"]
+    recipe = shipped_recipe("demo_64_fs_vae_decoder_sampled").with_overrides(growth_overrides(grown))
+    assert recipe.model_config().vae == grown.vae and recipe.model_config().dit.depth == 8

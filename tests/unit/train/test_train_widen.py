@@ -53,6 +53,14 @@ def test_bad_width_is_a_clear_error(model_file, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def _refused(capsys, tmp_path, args, message):
+    """widen with ``args`` exits 2 with ``message`` on stderr and writes nothing."""
+    capsys.readouterr()
+    assert widen_cli.main([*args, "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 def _frame_stack_config(tiny_config, mix=0, refine=0):
     config = tiny_config()
     vae = {"architecture": "frame_stack", "latent_channels": 4, "base_channels": 8,
@@ -77,13 +85,9 @@ def test_a_frame_stack_decoder_gets_a_temporal_mix(model_file, tmp_path, tiny_co
     assert "vae" in load_init(build_modules(_frame_stack_config(tiny_config, 2)), out)
     with pytest.raises(ValueError, match="temporal_mix"):  # the run config must say the reach
         load_init(build_modules(config), out)
-    capsys.readouterr()
-    assert widen_cli.main(["--model", str(model_file), "--out", str(tmp_path / "x.safetensors"),
-                           "--decoder-temporal-mix", "2"]) == 2
-    assert "needs a frame_stack VAE" in capsys.readouterr().err
-    assert widen_cli.main(["--model", str(source), "--out", str(tmp_path / "x.safetensors")]) == 2
-    assert "nothing to widen" in capsys.readouterr().err
-    assert not (tmp_path / "x.safetensors").exists()
+    _refused(capsys, tmp_path, ["--model", str(model_file), "--decoder-temporal-mix", "2"],
+             "needs a frame_stack VAE")
+    _refused(capsys, tmp_path, ["--model", str(source)], "nothing to widen")
 
 
 @torch.no_grad()
@@ -101,8 +105,38 @@ def test_a_frame_stack_decoder_gets_a_refiner_and_a_mix_in_one_call(tmp_path, ti
     assert "vae" in load_init(build_modules(_frame_stack_config(tiny_config, 2, 4)), out)
     with pytest.raises(ValueError, match="refine"):  # the run config must say the width
         load_init(build_modules(_frame_stack_config(tiny_config, 2)), out)
-    capsys.readouterr()
-    assert widen_cli.main(["--model", str(out), "--out", str(tmp_path / "x.safetensors"),
-                           "--decoder-refine", "4"]) == 2
-    assert "decoder_refine_channels: this decoder has width 4" in capsys.readouterr().err
-    assert not (tmp_path / "x.safetensors").exists()
+    _refused(capsys, tmp_path, ["--model", str(out), "--decoder-refine", "4"],
+             "decoder_refine_channels: this decoder has width 4")
+
+
+def test_added_dit_blocks_are_spread_between_the_trained_ones():
+    assert widen_cli.insertion_points(6, 8) == [1, 3]
+    assert widen_cli.insertion_points(6, 7) == [2]
+    assert widen_cli.insertion_points(1, 3) == [0, 0]
+    with pytest.raises(ValueError, match="already has 6 blocks"):
+        widen_cli.insertion_points(6, 6)
+
+
+@torch.no_grad()
+def test_a_deepened_file_computes_the_same_and_a_stage_3_run_starts_from_it(
+        model_file, tmp_path, tiny_config, capsys):
+    out = tmp_path / "deep.safetensors"
+    assert widen_cli.main(["--model", str(model_file), "--out", str(out), "--dit-depth", "3"]) == 0
+    shallow, deep = DreamActorModel.load(model_file), DreamActorModel.load(out)
+    assert (shallow.config.dit.depth, deep.config.dit.depth, len(deep.dit.blocks)) == (1, 3, 3)
+    g = torch.Generator().manual_seed(0)
+    x, pose = torch.randn(1, 4, 2, 8, 8, generator=g), torch.randn(1, 4, 2, 8, 8, generator=g)
+    ref, face = torch.randn(1, 4, 1, 8, 8, generator=g), torch.randn(1, 5, 2, 16, generator=g)
+    torch.testing.assert_close(deep.dit(x, 0.4, pose, ref, face), shallow.dit(x, 0.4, pose, ref, face),
+                               atol=1e-6, rtol=0)
+    for name in ("vae", "pose_encoder", "face_encoder", "audio_encoder"):
+        for (key, a), b in zip(getattr(shallow, name).state_dict().items(),
+                               getattr(deep, name).state_dict().values()):
+            assert torch.equal(a, b), f"{name}.{key}"
+    config = tiny_config()
+    dit = dict(config.model_overrides["dit"], depth=3)
+    assert "dit" in load_init(build_modules(tiny_config(model_overrides=dict(
+        config.model_overrides, dit=dit))), out)
+    with pytest.raises(ValueError, match="dit"):  # the run config must say the depth
+        load_init(build_modules(config), out)
+    _refused(capsys, tmp_path, ["--model", str(out), "--dit-depth", "2"], "already has 3 blocks")
