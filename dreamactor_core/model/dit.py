@@ -223,24 +223,23 @@ class DreamActorDiT(nn.Module):
                                 for i in positions):
             raise ValueError(f"deepened: give block indices in 0..{depth - 1} to add a block "
                              f"after, got {list(after)}")
-        deep = DreamActorDiT(replace(self.config, depth=depth + len(positions)))
+        dim = self.config.dim
         blocks = []
         for i, block in enumerate(self.blocks):
             blocks.append(copy.deepcopy(block))
             for _ in range(positions.count(i)):
                 added = copy.deepcopy(block)
                 gates = added.adaLN[1]  # rows: shift1, scale1, gate1, shift2, scale2, gate2
-                dim = self.config.dim
                 for row in (2, 5):
                     gates.weight[row * dim:(row + 1) * dim] = 0
                     gates.bias[row * dim:(row + 1) * dim] = 0
                 added.face.attn.proj.weight.zero_()
                 added.face.attn.proj.bias.zero_()
                 blocks.append(added)
-        state = {k: v for k, v in self.state_dict().items() if not k.startswith("blocks.")}
-        state.update({f"blocks.{k}": v for k, v in nn.ModuleList(blocks).state_dict().items()})
-        deep.load_state_dict(state, strict=True)
-        return deep.to(next(self.parameters()).dtype)
+        deep = copy.deepcopy(self)
+        deep.config = replace(self.config, depth=len(blocks))
+        deep.blocks = nn.ModuleList(blocks)
+        return deep
 
     # -- token layout -------------------------------------------------------------------------
     def _patchify(self, x: torch.Tensor) -> torch.Tensor:

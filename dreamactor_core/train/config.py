@@ -25,6 +25,7 @@ from ..model.audio_motion import AudioMotionConfig
 from ..model.config import DECODER_ADDITIONS, ModelConfig, dataclass_from_dict, preset
 from ..model.face_motion import FaceMotionConfig
 
+
 def growth_overrides(config: ModelConfig) -> list[str]:
     """``--set`` assignments giving a recipe what ``train.widen`` can add to a model file
     (``config``, its model config): the decoder parts and the DiT's depth, so that a run

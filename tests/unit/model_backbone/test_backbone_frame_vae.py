@@ -143,15 +143,19 @@ def mixed(vae):
     return mixed.eval()
 
 
+@pytest.mark.parametrize("start, field, what", [("vae", "decoder_temporal_mix", "reach"),
+                                                 ("mixed", "decoder_refine_channels", "width")])
 @torch.no_grad()
-def test_an_added_temporal_mix_starts_as_the_identity(vae):
-    z = vae.encode(_video(9))
-    fresh = vae.with_addition("decoder_temporal_mix", 2)
-    assert fresh.config.decoder_temporal_mix == 2 and vae.config.decoder_temporal_mix == 0
-    torch.testing.assert_close(fresh.decode(z), vae.decode(z), atol=1e-6, rtol=0)
-    torch.testing.assert_close(fresh.encode(_video(9)), z, atol=0, rtol=0)  # encoder untouched
-    with pytest.raises(ValueError, match="reach >= 1"):
-        fresh.with_addition("decoder_temporal_mix", 1)
+def test_an_added_decoder_part_starts_as_the_identity(request, start, field, what):
+    base = request.getfixturevalue(start)
+    z = base.encode(_video(9))
+    grown = base.with_addition(field, 2)
+    assert getattr(grown.config, field) == 2 and getattr(base.config, field) == 0
+    assert grown.config.decoder_temporal_mix == 2  # a refiner keeps the mix it was added to
+    torch.testing.assert_close(grown.decode(z), base.decode(z), atol=1e-6, rtol=0)
+    torch.testing.assert_close(grown.encode(_video(9)), z, atol=0, rtol=0)  # encoder untouched
+    with pytest.raises(ValueError, match=f"{what} >= 1"):
+        grown.with_addition(field, 1)
 
 
 @torch.no_grad()
@@ -174,13 +178,9 @@ def test_decoder_addition_configs(field):
 
 
 @torch.no_grad()
-def test_an_added_refiner_starts_as_the_identity_and_then_refines_at_full_resolution(mixed):
+def test_a_trained_refiner_refines_at_full_resolution(mixed):
     z = mixed.encode(_video(9))
     refined = mixed.with_addition("decoder_refine_channels", 4)
-    assert refined.config.decoder_refine_channels == 4 and refined.config.decoder_temporal_mix == 2
-    torch.testing.assert_close(refined.decode(z), mixed.decode(z), atol=1e-6, rtol=0)
-    with pytest.raises(ValueError, match="width >= 1"):
-        refined.with_addition("decoder_refine_channels", 4)
     for p in refined.decoder.refine.parameters():  # a trained refiner
         p.add_(torch.randn_like(p) * 0.05)
     coarse, fine = mixed.decode(z), refined.decode(z)
