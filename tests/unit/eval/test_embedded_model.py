@@ -28,8 +28,9 @@ MOVING_MARGIN = 5.0
 # segment continued from the previous one's last latent, 0.042 from its re-encoded last frame.
 SEAM_MAX = 0.03
 # metrics.latent_jump on the 17-frame clip (the truth: 0.95). Measured when the model shipped:
-# 1.08 (the session-16 file 1.12, the session-19 file 1.09, the session-20 file 1.07); the frame-stacking model before its decoder learnt the
-# temporal mix 1.39, the previous embedded model (causal 3D VAE) 1.60.
+# 1.08 (the session-16 file 1.12, the session-19 file 1.09, the session-20 file 1.07); the
+# frame-stacking model before its decoder learnt the temporal mix 1.39, the previous embedded
+# model (causal 3D VAE) 1.60.
 LATENT_JUMP_MAX = 1.32
 
 
