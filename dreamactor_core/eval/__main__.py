@@ -83,6 +83,9 @@ def table(summary: dict) -> str:
                  f"alone {_fmt(summary.get('vae_reference_psnr'), 2)} dB), mouth error "
                  f"{_fmt(summary['vae_mouth_error'])}; mouth measure floor "
                  f"{_fmt(summary['mouth_floor'])} over {summary['mouth_clips']} clip(s)")
+    lines.append(f"mouth opening kept by the VAE (nearest of 11 renders, all through it) "
+                 f"{_fmt(summary.get('vae_mouth_kept'))}; the same on the truth "
+                 f"{_fmt(summary.get('mouth_match_floor'))}")
     lines.append(f"latent_jump of the ground truth {_fmt(summary.get('truth_latent_jump'))}, "
                  f"of the VAE reconstruction {_fmt(summary.get('vae_latent_jump'))}")
     for name, bar in summary["bars"].items():

@@ -34,6 +34,11 @@ float32 torch for SSIM).
   the mean |predicted - ground-truth mouth_open| over the readable frames (mouth facing the
   camera, curve spanning at least ``MIN_CURVE_SPAN``). On the ground-truth frames themselves
   this gives the measure's floor (not 0: at 64 px the mouth is about two pixels tall).
+  ``mouth_match`` reads an opening a second way, for the autoencoder only: the level whose
+  render (11 levels) is nearest on a patch around the mouth. Through one autoencoder (the
+  frames and every render encoded and decoded alike) it says whether the latent keeps the
+  opening at all, where the darkness measure, calibrated on exact renders, reads a decoder's
+  fainter mouth as a more closed one.
 
 Mouth location: the synthetic head is a sphere whose face points (nose, eyes, ears, mouth) sit at
 fixed head-local positions (synthetic.kinematics.FACE_POINTS). The track holds the 2-D nose, eye
@@ -58,8 +63,11 @@ _FACE_JOINTS = ("nose", "r_eye", "l_eye", "r_ear", "l_ear")
 MOUTH_HALF_SIDE = 0.3  # half side of the measured square, in head radii
 MOUTH_GRID = 9  # samples per side of that square
 MOUTH_FACING = -0.5  # mouth normal's camera-z below this: facing the camera
-MOUTH_LEVELS = np.linspace(0.0, 1.0, 6)  # mouth_open values of the calibration renders
+MATCH_LEVELS = np.linspace(0.0, 1.0, 11)  # mouth_open values of mouth_match's renders
+MOUTH_LEVELS = MATCH_LEVELS[::2]  # ... of the calibration renders: 0, 0.2, .., 1, a subset
 MIN_CURVE_SPAN = 0.02  # calibration curves flatter than this: mouth unreadable in that frame
+MATCH_HALF_SIDE = 0.5  # half side of mouth_match's patch, in head radii (down to the chin)
+MATCH_GRID = 16  # samples per side of that patch
 
 
 def _video(x, name: str) -> np.ndarray:
@@ -265,6 +273,36 @@ def mouth_opening(measure: np.ndarray, curves: np.ndarray, levels=MOUTH_LEVELS,
     ok &= np.where(ok, np.ptp(np.nan_to_num(curves), axis=1), 0.0) >= min_span
     for i in np.flatnonzero(ok):
         out[i] = fine[np.argmin(np.abs(np.interp(fine, levels, curves[i]) - measure[i]))]
+    return out
+
+
+def mouth_match(frames, bank, track: PoseTrack, levels=MATCH_LEVELS) -> np.ndarray:
+    """[T] the level whose frame in ``bank`` [K, T, H, W, 3] (the same clip rendered with
+    mouth_open = levels[k], all else equal) is nearest (mean squared RGB difference) to
+    ``frames`` [T, H, W, 3] on a patch of side 2 MATCH_HALF_SIDE head radii around the mouth;
+    NaN where the mouth does not face the camera. Only the mouth differs between the bank's
+    renders, so passing both the frames and the bank through one autoencoder asks whether
+    the autoencoder keeps what tells one opening from another, whatever it does to the
+    mouth's contrast (which mouth_darkness reads)."""
+    v = _video(frames, "frames")
+    bank = np.asarray(bank, np.float64)
+    if bank.ndim != 5 or bank.shape[1:] != v.shape or bank.shape[0] != len(levels):
+        raise ValueError(f"bank must be [K, T, H, W, 3] = {(len(levels), *v.shape)}, got "
+                         f"{bank.shape}")
+    if v.shape[0] != track.num_frames:
+        raise ValueError(f"frames has {v.shape[0]} frames but the track {track.num_frames}")
+    h, w = v.shape[1:3]
+    sy, sx = h / track.image_size[0], w / track.image_size[1]
+    pos, radius, facing = mouth_geometry(track)
+    steps = np.linspace(-MATCH_HALF_SIDE, MATCH_HALF_SIDE, MATCH_GRID)
+    gx, gy = (g.ravel() for g in np.meshgrid(steps, steps))
+    out = np.full(v.shape[0], np.nan)
+    for i in np.flatnonzero(facing):
+        r = radius[i] * math.sqrt(sx * sy)
+        xs, ys = pos[i, 0] * sx + r * gx, pos[i, 1] * sy + r * gy
+        patch = _bilinear(v[i], xs, ys)  # [N, 3]
+        dist = [np.mean((_bilinear(bank[k, i], xs, ys) - patch) ** 2) for k in range(len(bank))]
+        out[i] = float(np.asarray(levels)[int(np.argmin(dist))])
     return out
 
 

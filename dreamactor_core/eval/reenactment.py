@@ -26,7 +26,11 @@ Baselines computed in the same run, scored with the same metrics:
   mouth error of that reconstruction (whether the latent space carries the mouth at all);
   ``vae_moving_psnr``: its PSNR over the moving pixels, the ceiling of ``moving_psnr``;
   ``vae_reference_psnr``: the same for the reference image encoded alone, as the generator
-  encodes it (a 1-frame video: the causal VAE's first-frame path).
+  encodes it (a 1-frame video: the causal VAE's first-frame path);
+* ``vae_mouth_kept``: whether the latent keeps the mouth's opening, whatever the decoder does
+  to its contrast: metrics.mouth_match of the reconstruction against the reconstructions of
+  the clip rendered at 11 openings (``mouth_match_floor``: the truth against those renders),
+  on the frames the mouth measure reads. Diagnostic only; the bar is on ``mouth_error``.
 """
 
 from __future__ import annotations
@@ -89,6 +93,8 @@ class ClipResult:
     vae_moving_psnr: float  # the ceiling of the model's moving-pixel PSNR
     vae_reference_psnr: float  # the reference image through the VAE as a 1-frame video
     vae_mouth_error: float  # mouth error of the VAE reconstruction: the latent space's ceiling
+    vae_mouth_kept: float  # metrics.mouth_match error of the reconstruction, bank through the VAE
+    mouth_match_floor: float  # ... of the truth against the exact renders
     mouth_floor: float  # calibrated mouth measure on the ground truth itself
     closed_mouth_error: float
     truth_latent_jump: float  # metrics.latent_jump of the truth: what a seamless decoder scores
@@ -118,11 +124,18 @@ def vae_reconstruction(model: DreamActorModel, truth: np.ndarray) -> np.ndarray:
     return ((recon[0].float().permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1).cpu().numpy()
 
 
-def mouth_curves(clip: SyntheticClip, seed: int, levels=metrics.MOUTH_LEVELS) -> np.ndarray:
+def mouth_renders(clip: SyntheticClip, seed: int, levels) -> np.ndarray:
+    """[K, T, H, W, 3] float: ``clip`` re-rendered with mouth_open = levels[k] (all else equal)."""
+    return np.stack([_float(rerender_clip(seed, clip, float(level))) for level in levels])
+
+
+def mouth_curves(clip: SyntheticClip, seed: int, levels=metrics.MOUTH_LEVELS,
+                 renders: np.ndarray | None = None) -> np.ndarray:
     """[T, K] the mouth measure of every frame of ``clip`` re-rendered with mouth_open =
-    levels[k] (all else equal): the per-frame calibration of metrics.mouth_opening."""
-    return np.stack([metrics.mouth_darkness(_float(rerender_clip(seed, clip, level)), clip.track)
-                     for level in levels], axis=1)
+    levels[k] (all else equal; ``renders`` [K, T, H, W, 3] when already made): the per-frame
+    calibration of metrics.mouth_opening."""
+    renders = mouth_renders(clip, seed, levels) if renders is None else renders
+    return np.stack([metrics.mouth_darkness(r, clip.track) for r in renders], axis=1)
 
 
 def score(video: np.ndarray, truth: np.ndarray, clip: SyntheticClip, curves: np.ndarray,
@@ -166,7 +179,8 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
     videos["copy_reference"] = np.broadcast_to(reference, truth.shape).copy()
     videos["mean_frame"] = np.broadcast_to(mean, truth.shape).copy()
 
-    curves = mouth_curves(clip, seed)
+    bank = mouth_renders(clip, seed, metrics.MATCH_LEVELS)  # [11, T, H, W, 3]
+    curves = mouth_curves(clip, seed, renders=bank[::2])  # MOUTH_LEVELS = MATCH_LEVELS[::2]
     truth_opening = metrics.mouth_opening(metrics.mouth_darkness(truth, clip.track), curves)
     floor = metrics.mouth_error(truth_opening, clip.face["mouth_open"])
     closed_opening = np.where(np.isfinite(truth_opening), float(ref.face["mouth_open"][0]),
@@ -177,12 +191,20 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
               for name, v in videos.items()}
     recon = vae_reconstruction(model, truth)
     recon_opening = metrics.mouth_opening(metrics.mouth_darkness(recon, clip.track), curves)
+    recon_bank = np.stack([vae_reconstruction(model, r) for r in bank])
+    truth_match = metrics.mouth_match(truth, bank, clip.track)
+    kept = np.where(np.isfinite(truth_opening),
+                    metrics.mouth_match(recon, recon_bank, clip.track), np.nan)
     return ClipResult(seed=seed, reference=reference, guidance=guidance, truth=truth,
                       videos=videos, scores=scores, vae_psnr=metrics.psnr(recon, truth),
                       vae_moving_psnr=metrics.moving_psnr(recon, truth, settings.moving_threshold),
                       vae_reference_psnr=metrics.psnr(vae_reconstruction(model, reference[None]),
                                                       reference[None]),
                       vae_mouth_error=metrics.mouth_error(recon_opening, clip.face["mouth_open"]),
+                      vae_mouth_kept=metrics.mouth_error(kept, clip.face["mouth_open"]),
+                      mouth_match_floor=metrics.mouth_error(
+                          np.where(np.isfinite(truth_opening), truth_match, np.nan),
+                          clip.face["mouth_open"]),
                       mouth_floor=floor,
                       closed_mouth_error=closed, truth_latent_jump=metrics.latent_jump(truth, tf),
                       vae_latent_jump=metrics.latent_jump(recon, tf),
@@ -216,6 +238,8 @@ def summarise(results: list[ClipResult], settings: EvalSettings) -> dict:
         "vae_moving_psnr": _mean([r.vae_moving_psnr for r in results]),
         "vae_reference_psnr": _mean([r.vae_reference_psnr for r in results]),
         "vae_mouth_error": _mean([r.vae_mouth_error for r in results]),
+        "vae_mouth_kept": _mean([r.vae_mouth_kept for r in results]),
+        "mouth_match_floor": _mean([r.mouth_match_floor for r in results]),
         "mouth_floor": _mean([r.mouth_floor for r in results]),
         "truth_latent_jump": _mean([r.truth_latent_jump for r in results]),
         "vae_latent_jump": _mean([r.vae_latent_jump for r in results]),

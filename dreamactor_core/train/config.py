@@ -72,6 +72,10 @@ class TrainConfig:
     vae_kl_weight: float = 1e-4  # per latent element, against L1 + MSE per pixel
     vae_head_weight: float = 0.0  # extra reconstruction weight on head pixels (stages.head_weight)
     vae_mouth_weight: float = 0.0  # ... and on the mouth, found from the head sphere (stages.mouth_mask)
+    # The same extra weights for the DiT's flow loss, on the latent cells that hold any head /
+    # mouth pixel (stages.latent_weight): at 64x64 the mouth is one latent cell of 256.
+    dit_head_weight: float = 0.0
+    dit_mouth_weight: float = 0.0
     # L1 between the decoded and the true frame-to-frame changes (stages.reconstruction_loss):
     # the only loss term that sees two frames at once, so the one that trains a decoder's
     # temporal mix to smooth a jump between latent frames.
@@ -110,7 +114,8 @@ class TrainConfig:
         if not 0.0 <= self.sampled_true_fraction <= 1.0:
             raise ValueError("sampled_true_fraction must be a probability in 0..1, got "
                              f"{self.sampled_true_fraction}")
-        for name in ("vae_head_weight", "vae_mouth_weight", "vae_temporal_weight"):
+        for name in ("vae_head_weight", "vae_mouth_weight", "vae_temporal_weight",
+                     "dit_head_weight", "dit_mouth_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value}")

@@ -184,6 +184,37 @@ def vae_weight(guidance: torch.Tensor, head_extra: float, first_frame: float,
     return weight
 
 
+def latent_weight(guidance: torch.Tensor, latent_shape: tuple[int, ...], head_extra: float,
+                  mouth_extra: float) -> torch.Tensor | None:
+    """[B, 6, T, H, W] guidance -> [B, 1, T', h, w] flow-loss weight per latent cell: 1, plus
+    ``head_extra`` where the cell covers any head pixel (head_weight's mask) and ``mouth_extra``
+    where it covers any mouth pixel (mouth_mask); None when both are 0. Latent frame 0 holds
+    pixel frame 0 alone, latent frame k the ``factor`` frames before and at pixel frame
+    k * factor (the causal and the frame-stacking VAEs alike)."""
+    if head_extra == 0 and mouth_extra == 0:
+        return None
+    t_lat, h, w = latent_shape[-3:]
+    b, _, t = guidance.shape[:3]
+    factor = (t - 1) // max(t_lat - 1, 1)
+    if t_lat > 1 and (t_lat - 1) * factor + 1 != t:
+        raise ValueError(f"guidance has {t} frames, which does not pack into {t_lat} latent "
+                         f"frames")
+    masks = [head_weight(guidance, 1.0) - 1.0, mouth_mask(guidance).float()]  # [B, 1, T, H, W]
+    weight = torch.ones(b, 1, t_lat, h, w, device=guidance.device)
+    for mask, extra in zip(masks, (head_extra, mouth_extra)):
+        if extra == 0:
+            continue
+        cells = F.adaptive_max_pool3d(mask, (t, h, w))  # [B, 1, T, h, w]
+        first, rest = cells[:, :, :1], cells[:, :, 1:]
+        if t_lat > 1:
+            rest = rest.reshape(b, 1, t_lat - 1, factor, h, w).amax(dim=3)  # [B, 1, T'-1, h, w]
+            cells = torch.cat([first, rest], dim=2)
+        else:
+            cells = first
+        weight = weight + extra * cells
+    return weight
+
+
 def reconstruction_loss(recon: torch.Tensor, video: torch.Tensor,
                         weight: torch.Tensor | None = None,
                         temporal_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
@@ -248,10 +279,12 @@ def sampled_latents(modules: nn.Module, batch: dict, config: TrainConfig,
     return {**batch, "decode_latent": decode_latent}
 
 
-def flow_loss(modules: nn.Module, batch: dict, draws: Draws, stage: str):
+def flow_loss(modules: nn.Module, batch: dict, draws: Draws, stage: str,
+              head_extra: float = 0.0, mouth_extra: float = 0.0):
     with torch.no_grad():  # the VAE is frozen in every DiT stage
         x0 = modules.vae.encode(batch["video"])  # [B, C, T', h, w]
         ref = modules.vae.encode(batch["reference"][:, :, None])  # [B, C, 1, h, w]
+        weight = latent_weight(batch["guidance"], x0.shape, head_extra, mouth_extra)
     pose = modules.pose_encoder(batch["guidance"])  # [B, C_pose, T', h, w]
     face_tokens = face_mask = None
     if stage in ("2", "3"):
@@ -266,8 +299,10 @@ def flow_loss(modules: nn.Module, batch: dict, draws: Draws, stage: str):
     pred = modules.dit(x_t, draws.t, pose_latent=pose, ref_latent=ref, face_tokens=face_tokens,
                        face_mask=face_mask, drop_ref=draws.drop_ref, drop_motion=draws.drop_motion,
                        num_clean_frames=clean)
-    loss = F.mse_loss(pred[:, :, clean:].float(), target[:, :, clean:].float())
-    return loss, {}
+    err = (pred[:, :, clean:].float() - target[:, :, clean:].float()).pow(2)  # [B, C, T'-c, h, w]
+    if weight is None:
+        return err.mean(), {}
+    return (weight[:, :, clean:] * err).mean(), {}
 
 
 def audio_loss(modules: nn.Module, batch: dict):
@@ -297,5 +332,6 @@ def stage_loss(modules: nn.Module, batch: dict, draws: Draws | None, stage: str,
         return vae_loss(modules.vae, batch["video"], draws.noise, config.vae_kl_weight, weight,
                         config.vae_temporal_weight)
     if stage in DIT_STAGES:
-        return flow_loss(modules, batch, draws, stage)
+        return flow_loss(modules, batch, draws, stage, config.dit_head_weight,
+                         config.dit_mouth_weight)
     return audio_loss(modules, batch)

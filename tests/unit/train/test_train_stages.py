@@ -370,6 +370,53 @@ def test_mouth_weight_must_be_a_number_at_least_zero(tiny_config, bad):
         tiny_config(vae_mouth_weight=bad)
 
 
+def test_latent_weight_marks_the_cells_that_hold_head_and_mouth_pixels():
+    from dreamactor_core.train.stages import head_weight, latent_weight, mouth_mask
+
+    guidance = _sphere_guidance(0.0).repeat(1, 1, 9, 1, 1)  # [1, 6, 9, 32, 32]
+    guidance[:, :, 5:] = 0  # the head leaves after pixel frame 4
+    assert latent_weight(guidance, (4, 3, 8, 8), 0.0, 0.0) is None
+    weight = latent_weight(guidance, (4, 3, 8, 8), 2.0, 10.0)  # [1, 1, 3, 8, 8]
+    assert weight.shape == (1, 1, 3, 8, 8)
+    head = (head_weight(guidance[:, :, :1], 1.0) > 1)[0, 0, 0]  # [32, 32]
+    mouth = mouth_mask(guidance[:, :, :1])[0, 0, 0]
+    for cell_y in range(8):
+        for cell_x in range(8):
+            block = (slice(4 * cell_y, 4 * cell_y + 4), slice(4 * cell_x, 4 * cell_x + 4))
+            expected = 1 + 2.0 * bool(head[block].any()) + 10.0 * bool(mouth[block].any())
+            # latent 0 = pixel frame 0, latent 1 = frames 1..4 (all with the head)
+            assert weight[0, 0, 0, cell_y, cell_x] == expected
+            assert weight[0, 0, 1, cell_y, cell_x] == expected
+    assert torch.equal(weight[0, 0, 2], torch.ones(8, 8))  # frames 5..8: no head
+    mouth_cells, head_cells = int((weight[0, 0, 0] > 3).sum()), int((weight[0, 0, 0] > 1).sum())
+    assert 1 <= mouth_cells < 0.3 * head_cells  # the mouth: a few of the face's cells
+    with pytest.raises(ValueError, match="does not pack"):
+        latent_weight(guidance[:, :, :8], (4, 3, 8, 8), 1.0, 0.0)
+
+
+def test_dit_weights_scale_the_flow_loss_on_the_face_only(tmp_path, tiny_config, stage1_run):
+    config = tiny_config(data={"kind": "synthetic", "num_clips": 2, "frames": [5, 5]},
+                         p_drop_ref=0.0, p_drop_motion=0.0)
+    trainer = Trainer(config, "3", tmp_path, 1, init_from=stage1_run, device="cpu")
+    modules = trainer.modules.eval()
+    batch = collate([trainer.dataset[0], trainer.dataset[1]])
+    plain = fixed_batch_loss(modules, "3", batch, config)
+    weighted = fixed_batch_loss(modules, "3", batch, tiny_config(dit_head_weight=2.0,
+                                                                 dit_mouth_weight=8.0))
+    # same draws, the face cells count more: a larger loss, but not by more than the largest
+    # weight (11) and not as if every cell were weighted
+    assert plain < weighted < 11 * plain
+    batch_no_head = {**batch, "guidance": torch.zeros_like(batch["guidance"])}
+    assert fixed_batch_loss(modules, "3", batch_no_head, tiny_config(dit_head_weight=2.0)) == \
+        pytest.approx(fixed_batch_loss(modules, "3", batch_no_head, config), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["dit_head_weight", "dit_mouth_weight"])
+def test_dit_weights_must_be_numbers_at_least_zero(tiny_config, name):
+    with pytest.raises(ValueError, match=name):
+        tiny_config(**{name: -0.5})
+
+
 def test_temporal_weight_adds_the_error_in_frame_changes():
     from dreamactor_core.train.stages import reconstruction_loss
 
