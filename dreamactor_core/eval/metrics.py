@@ -212,18 +212,24 @@ def mouth_geometry(track: PoseTrack) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return pos, radius, facing
 
 
+def _mouth_in_frames(frames, track: PoseTrack):
+    """-> (video [T, H, W, 3] float64, mouth centre [T, 2] and head radius [T] in the frames'
+    pixels, facing [T] bool): mouth_geometry rescaled to frames of another size than the track."""
+    v = _video(frames, "frames")
+    if v.shape[0] != track.num_frames:
+        raise ValueError(f"frames has {v.shape[0]} frames but the track {track.num_frames}")
+    sy, sx = v.shape[1] / track.image_size[0], v.shape[2] / track.image_size[1]
+    pos, radius, facing = mouth_geometry(track)
+    return v, pos * np.array([sx, sy]), radius * math.sqrt(sx * sy), facing
+
+
 def mouth_darkness(frames, track: PoseTrack) -> np.ndarray:
     """[T] how much darker than the surrounding skin the square around each frame's mouth is:
     mean over the square of max(skin luma - luma, 0) / skin luma, the skin luma being the median
     over the upper half of a ring 0.4..0.6 head radii around the mouth (below it lies the chin's
     edge). NaN where the mouth does not face the camera. The open mouth's dark inside and wider
     lips raise it. Frames may be at another size than the track (positions are rescaled)."""
-    v = _video(frames, "frames")
-    if v.shape[0] != track.num_frames:
-        raise ValueError(f"frames has {v.shape[0]} frames but the track {track.num_frames}")
-    h, w = v.shape[1:3]
-    sy, sx = h / track.image_size[0], w / track.image_size[1]
-    pos, radius, facing = mouth_geometry(track)
+    v, pos, radius, facing = _mouth_in_frames(frames, track)
     inner = np.linspace(-MOUTH_HALF_SIDE, MOUTH_HALF_SIDE, MOUTH_GRID)
     gx, gy = np.meshgrid(inner, inner)
     angles = np.linspace(-np.pi, 0, 13)  # the upper half: below the mouth is the chin's edge
@@ -232,8 +238,7 @@ def mouth_darkness(frames, track: PoseTrack) -> np.ndarray:
     luma = v @ np.array([0.299, 0.587, 0.114])  # [T, H, W]
     out = np.full(v.shape[0], np.nan)
     for i in np.flatnonzero(facing):
-        r = radius[i] * math.sqrt(sx * sy)
-        cx, cy = pos[i, 0] * sx, pos[i, 1] * sy
+        r, (cx, cy) = radius[i], pos[i]
         skin = np.median(_bilinear(luma[i], cx + r * rx, cy + r * ry))
         mouth = _bilinear(luma[i], cx + r * gx.ravel(), cy + r * gy.ravel())  # [N]
         out[i] = np.maximum(skin - mouth, 0.0).mean() / max(skin, 0.05)
@@ -284,22 +289,16 @@ def mouth_match(frames, bank, track: PoseTrack, levels=MATCH_LEVELS) -> np.ndarr
     renders, so passing both the frames and the bank through one autoencoder asks whether
     the autoencoder keeps what tells one opening from another, whatever it does to the
     mouth's contrast (which mouth_darkness reads)."""
-    v = _video(frames, "frames")
+    v, pos, radius, facing = _mouth_in_frames(frames, track)
     bank = np.asarray(bank, np.float64)
     if bank.ndim != 5 or bank.shape[1:] != v.shape or bank.shape[0] != len(levels):
         raise ValueError(f"bank must be [K, T, H, W, 3] = {(len(levels), *v.shape)}, got "
                          f"{bank.shape}")
-    if v.shape[0] != track.num_frames:
-        raise ValueError(f"frames has {v.shape[0]} frames but the track {track.num_frames}")
-    h, w = v.shape[1:3]
-    sy, sx = h / track.image_size[0], w / track.image_size[1]
-    pos, radius, facing = mouth_geometry(track)
     steps = np.linspace(-MATCH_HALF_SIDE, MATCH_HALF_SIDE, MATCH_GRID)
     gx, gy = (g.ravel() for g in np.meshgrid(steps, steps))
     out = np.full(v.shape[0], np.nan)
     for i in np.flatnonzero(facing):
-        r = radius[i] * math.sqrt(sx * sy)
-        xs, ys = pos[i, 0] * sx + r * gx, pos[i, 1] * sy + r * gy
+        xs, ys = pos[i, 0] + radius[i] * gx, pos[i, 1] + radius[i] * gy
         patch = _bilinear(v[i], xs, ys)  # [N, 3]
         dist = [np.mean((_bilinear(bank[k, i], xs, ys) - patch) ** 2) for k in range(len(bank))]
         out[i] = float(np.asarray(levels)[int(np.argmin(dist))])

@@ -182,29 +182,28 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
     bank = mouth_renders(clip, seed, metrics.MATCH_LEVELS)  # [11, T, H, W, 3]
     curves = mouth_curves(clip, seed, renders=bank[::2])  # MOUTH_LEVELS = MATCH_LEVELS[::2]
     truth_opening = metrics.mouth_opening(metrics.mouth_darkness(truth, clip.track), curves)
-    floor = metrics.mouth_error(truth_opening, clip.face["mouth_open"])
-    closed_opening = np.where(np.isfinite(truth_opening), float(ref.face["mouth_open"][0]),
-                              np.nan)  # the reference's mouth, on the frames read above
-    closed = metrics.mouth_error(closed_opening, clip.face["mouth_open"])
+    readable = np.isfinite(truth_opening)  # the floors, baseline and VAE match read these
+
+    def mouth_error(opening) -> float:
+        return metrics.mouth_error(np.where(readable, opening, np.nan), clip.face["mouth_open"])
+
+    floor = mouth_error(truth_opening)
+    closed = mouth_error(float(ref.face["mouth_open"][0]))  # the reference's mouth throughout
     tf = cfg.vae.temporal_factor
     scores = {name: score(v[:t], truth, clip, curves, settings, joins, tf)
               for name, v in videos.items()}
     recon = vae_reconstruction(model, truth)
     recon_opening = metrics.mouth_opening(metrics.mouth_darkness(recon, clip.track), curves)
     recon_bank = np.stack([vae_reconstruction(model, r) for r in bank])
-    truth_match = metrics.mouth_match(truth, bank, clip.track)
-    kept = np.where(np.isfinite(truth_opening),
-                    metrics.mouth_match(recon, recon_bank, clip.track), np.nan)
     return ClipResult(seed=seed, reference=reference, guidance=guidance, truth=truth,
                       videos=videos, scores=scores, vae_psnr=metrics.psnr(recon, truth),
                       vae_moving_psnr=metrics.moving_psnr(recon, truth, settings.moving_threshold),
                       vae_reference_psnr=metrics.psnr(vae_reconstruction(model, reference[None]),
                                                       reference[None]),
                       vae_mouth_error=metrics.mouth_error(recon_opening, clip.face["mouth_open"]),
-                      vae_mouth_kept=metrics.mouth_error(kept, clip.face["mouth_open"]),
-                      mouth_match_floor=metrics.mouth_error(
-                          np.where(np.isfinite(truth_opening), truth_match, np.nan),
-                          clip.face["mouth_open"]),
+                      vae_mouth_kept=mouth_error(metrics.mouth_match(recon, recon_bank,
+                                                                     clip.track)),
+                      mouth_match_floor=mouth_error(metrics.mouth_match(truth, bank, clip.track)),
                       mouth_floor=floor,
                       closed_mouth_error=closed, truth_latent_jump=metrics.latent_jump(truth, tf),
                       vae_latent_jump=metrics.latent_jump(recon, tf),

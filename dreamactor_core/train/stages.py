@@ -196,21 +196,18 @@ def latent_weight(guidance: torch.Tensor, latent_shape: tuple[int, ...], head_ex
     t_lat, h, w = latent_shape[-3:]
     b, _, t = guidance.shape[:3]
     factor = (t - 1) // max(t_lat - 1, 1)
-    if t_lat > 1 and (t_lat - 1) * factor + 1 != t:
+    if (t_lat - 1) * factor + 1 != t:
         raise ValueError(f"guidance has {t} frames, which does not pack into {t_lat} latent "
                          f"frames")
-    masks = [head_weight(guidance, 1.0) - 1.0, mouth_mask(guidance).float()]  # [B, 1, T, H, W]
     weight = torch.ones(b, 1, t_lat, h, w, device=guidance.device)
-    for mask, extra in zip(masks, (head_extra, mouth_extra)):
+    for extra, mask_of in ((head_extra, lambda g: head_weight(g, 1.0) - 1.0),
+                           (mouth_extra, lambda g: mouth_mask(g).float())):
         if extra == 0:
             continue
-        cells = F.adaptive_max_pool3d(mask, (t, h, w))  # [B, 1, T, h, w]
-        first, rest = cells[:, :, :1], cells[:, :, 1:]
-        if t_lat > 1:
-            rest = rest.reshape(b, 1, t_lat - 1, factor, h, w).amax(dim=3)  # [B, 1, T'-1, h, w]
-            cells = torch.cat([first, rest], dim=2)
-        else:
-            cells = first
+        cells = F.adaptive_max_pool3d(mask_of(guidance), (t, h, w))  # [B, 1, T, h, w]
+        if t_lat > 1:  # latent k > 0: the max over its pixel frames
+            rest = cells[:, :, 1:].reshape(b, 1, t_lat - 1, factor, h, w).amax(dim=3)
+            cells = torch.cat([cells[:, :, :1], rest], dim=2)  # [B, 1, T', h, w]
         weight = weight + extra * cells
     return weight
 
