@@ -19,7 +19,7 @@ import torch
 
 from ..model.bundle import DreamActorModel
 from ..train.checkpoint import find_latest
-from .reenactment import BASELINES, EvalSettings, evaluate
+from .reenactment import BASELINES, SCORES, EvalSettings, evaluate
 from .sheet import build_sheet, write_png
 
 DEMO_MODEL = Path(__file__).resolve().parent.parent / "embedded" / "dreamactor_demo.safetensors"
@@ -70,14 +70,16 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def table(summary: dict) -> str:
-    keys = ("psnr", "ssim", "moving_psnr", "flicker", "seam_error", "mouth_error", "latent_jump")
-    rows = [("model (video)", summary), ("model (audio)", summary["audio"])]
+    keys = SCORES
+    rows = [("model (video)", summary), ("model (audio)", summary["audio"]),
+            ("model (cross)", summary["cross"])]
     rows += [(name, summary["baselines"][name]) for name in BASELINES]
     lines = [f"{'':16}" + "".join(f"{k:>13}" for k in keys)]
     for name, scores in rows:
         lines.append(f"{name:16}" + "".join(f"{_fmt(scores.get(k)):>13}" for k in keys))
     closed = summary["baselines"]["closed_mouth"]["mouth_error"]
-    lines.append(f"{'closed mouth':16}{'':65}{_fmt(closed):>13}")
+    mouth_column = 13 * keys.index("mouth_error")
+    lines.append(f"{'closed mouth':16}{'':{mouth_column}}{_fmt(closed):>13}")
     lines.append(f"VAE reconstruction PSNR {_fmt(summary['vae_psnr'], 2)} dB (moving pixels "
                  f"{_fmt(summary.get('vae_moving_psnr'), 2)} dB, reference image "
                  f"alone {_fmt(summary.get('vae_reference_psnr'), 2)} dB), mouth error "

@@ -63,6 +63,7 @@ _FACE_JOINTS = ("nose", "r_eye", "l_eye", "r_ear", "l_ear")
 MOUTH_HALF_SIDE = 0.3  # half side of the measured square, in head radii
 MOUTH_GRID = 9  # samples per side of that square
 MOUTH_FACING = -0.5  # mouth normal's camera-z below this: facing the camera
+HEAD_DISK_SCALE = 1.3  # head_psnr's disk, in head radii: the face, hair and the head's edge
 MATCH_LEVELS = np.linspace(0.0, 1.0, 11)  # mouth_open values of mouth_match's renders
 MOUTH_LEVELS = MATCH_LEVELS[::2]  # ... of the calibration renders: 0, 0.2, .., 1, a subset
 MIN_CURVE_SPAN = 0.02  # calibration curves flatter than this: mouth unreadable in that frame
@@ -146,6 +147,28 @@ def static_mask(target, threshold: float = 0.02) -> np.ndarray:
 
 def moving_psnr(pred, target, threshold: float = 0.1) -> float:
     return psnr(pred, target, moving_mask(target, threshold))
+
+
+def head_psnr(pred, target, track: PoseTrack, scale: float = HEAD_DISK_SCALE) -> float:
+    """PSNR over each frame's head: the disk of ``scale`` head radii around the track's head
+    centre (frames may be at another size than the track; NaN when no frame has a head).
+    Where the whole-frame PSNR hides the face in the body and background, this reads it alone."""
+    p, t = _pair(pred, target)
+    if p.shape[0] != track.num_frames:
+        raise ValueError(f"pred has {p.shape[0]} frames but the track {track.num_frames}")
+    if track.head_center is None or track.head_radius is None:
+        raise ValueError("head_psnr needs a track with head_center and head_radius (a synthetic "
+                         "clip's exact track has them)")
+    sy, sx = p.shape[1] / track.image_size[0], p.shape[2] / track.image_size[1]
+    centre = np.asarray(track.head_center, np.float64) * np.array([sx, sy])  # [T, 2]
+    radius = np.asarray(track.head_radius, np.float64) * math.sqrt(sx * sy) * scale  # [T]
+    yy, xx = np.mgrid[:p.shape[1], :p.shape[2]] + 0.5  # pixel centres
+    disk = ((xx[None] - centre[:, 0, None, None]) ** 2 + (yy[None] - centre[:, 1, None, None]) ** 2
+            <= radius[:, None, None] ** 2)  # [T, H, W]
+    if not disk.any():
+        return math.nan
+    mse = float(((p - t) ** 2)[disk].mean())
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def flicker(pred, target, static_threshold: float = 0.02) -> float:

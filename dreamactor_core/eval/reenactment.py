@@ -9,7 +9,11 @@ so seeds from 10_000_000 on are held out in practice):
 * driver: the clip's own guidance maps and face crops rendered by the training dataset's
   functions (train.datasets.guidance_maps / head_box_crops), so evaluation sees what training
   saw; face tokens from the face-motion encoder on the crops ("video"-driven) and, separately,
-  from the audio-to-motion encoder on the clip's audio ("audio"-driven);
+  from the audio-to-motion encoder on the clip's audio ("audio"-driven), and from crops of the
+  clip acted by another character (``render_driver``, character ``seed + CROSS_SEED_OFFSET``:
+  the same head turns, blinks and mouth on another face; "cross"-driven), as when a user drives
+  a character with a video of someone else. "cross" against "video" (``head_psnr`` above all)
+  measures how much of the driver's identity leaks into the face-motion tokens;
 * generation: pipeline.generate with the given steps / CFG scales and seed ``seed + i``.
 
 Baselines computed in the same run, scored with the same metrics:
@@ -45,12 +49,14 @@ import torch
 from ..model.bundle import DreamActorModel
 from ..model.motion_tokens import encode_audio, encode_face_crops
 from ..model.pipeline import GUIDANCE_SCALE, SHIFT, generate
-from ..synthetic.clip import SyntheticClip, make_clip, render_reference, rerender_clip
+from ..synthetic.clip import (SyntheticClip, make_clip, render_driver, render_reference,
+                              rerender_clip)
 from ..train.datasets import guidance_maps, head_box_crops
 from . import metrics
 
 FPS = 25.0
-MODEL_VARIANTS = ("video", "audio")
+MODEL_VARIANTS = ("video", "audio", "cross")
+CROSS_SEED_OFFSET = 777_777  # the "cross" driver's character: the clip's seed + this
 BASELINES = ("copy_reference", "mean_frame")
 
 
@@ -138,11 +144,16 @@ def mouth_curves(clip: SyntheticClip, seed: int, levels=metrics.MOUTH_LEVELS,
     return np.stack([metrics.mouth_darkness(r, clip.track) for r in renders], axis=1)
 
 
+SCORES = ("psnr", "ssim", "moving_psnr", "head_psnr", "flicker", "seam_error", "mouth_error",
+          "latent_jump")
+
+
 def score(video: np.ndarray, truth: np.ndarray, clip: SyntheticClip, curves: np.ndarray,
           settings: EvalSettings, joins: list[int], temporal_factor: int) -> dict[str, float]:
     opening = metrics.mouth_opening(metrics.mouth_darkness(video, clip.track), curves)
     return {"psnr": metrics.psnr(video, truth), "ssim": metrics.ssim(video, truth),
             "moving_psnr": metrics.moving_psnr(video, truth, settings.moving_threshold),
+            "head_psnr": metrics.head_psnr(video, truth, clip.track),
             "flicker": metrics.flicker(video, truth, settings.static_threshold),
             "seam_error": metrics.seam_error(video, truth, joins),
             "mouth_error": metrics.mouth_error(opening, clip.face["mouth_open"]),
@@ -159,10 +170,14 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
     truth = _float(clip.frames)
     reference = _float(ref.frames[0])
     guidance = guidance_maps(clip.track, size).astype(np.float32) / 255.0
-    crops, face_mask = head_box_crops(clip.frames, clip.track, model.face_config.image_size)
-    crops_t = torch.from_numpy(crops).float() / 255.0
-    motions = {"video": encode_face_crops(model, crops_t, FPS, torch.from_numpy(face_mask)),
-               "audio": encode_audio(model, clip.audio, settings.frames, FPS)}
+    def face_motion(frames: np.ndarray, track):
+        crops, face_mask = head_box_crops(frames, track, model.face_config.image_size)
+        return encode_face_crops(model, torch.from_numpy(crops).float() / 255.0, FPS,
+                                 torch.from_numpy(face_mask))
+
+    motions = {"video": face_motion(clip.frames, clip.track),
+               "audio": encode_audio(model, clip.audio, settings.frames, FPS),
+               "cross": face_motion(*render_driver(seed, clip, seed + CROSS_SEED_OFFSET))}
 
     videos, timings, joins = {}, {}, []
     for name in MODEL_VARIANTS:
@@ -225,11 +240,11 @@ def summarise(results: list[ClipResult], settings: EvalSettings) -> dict:
     variants = {}
     for name in (*MODEL_VARIANTS, *BASELINES):
         variants[name] = {key: _mean([r.scores[name][key] for r in results])
-                          for key in ("psnr", "ssim", "moving_psnr", "flicker", "seam_error",
-                                      "mouth_error", "latent_jump")}
+                          for key in SCORES}
     summary = {
         **variants["video"],
         "audio": variants["audio"],
+        "cross": variants["cross"],
         "baselines": {**{b: variants[b] for b in BASELINES},
                       "closed_mouth": {"mouth_error": _mean([r.closed_mouth_error
                                                              for r in results])}},

@@ -134,16 +134,33 @@ def make_clip(seed: int, num_frames: int, size: tuple[int, int] = (64, 64), fps:
                          audio=audio, spec=spec, camera=camera, fps=float(fps))
 
 
-def rerender_clip(seed: int, clip: SyntheticClip, mouth_open: float | None = None) -> np.ndarray:
-    """Frames uint8 [T, H, W, 3] of ``clip`` (made by make_clip from ``seed``, default
-    supersample and framing) rendered again from the seed's motion stream, its blinks and mouth
-    width: the clip itself, or with the mouth held at ``mouth_open`` when that is given."""
+def _act(seed: int, clip: SyntheticClip, spec: CharacterSpec, mouth_open: float | None = None
+         ) -> tuple[np.ndarray, np.ndarray, PoseTrack, Camera]:
+    """``clip``'s motion stream (from ``seed``), blinks and mouth rendered on ``spec``: the mouth
+    held at ``mouth_open`` when that is given."""
     motion = sample_motion(rng_for(seed, STREAM_MOTION), clip.num_frames, clip.fps)
     opening = clip.face["mouth_open"] if mouth_open is None else np.full(
         clip.num_frames, mouth_open, np.float32)
     face = FaceParams(blink=clip.face["blink"], mouth_open=opening,
                       mouth_width=clip.face["mouth_width"])
-    return render_motion(clip.spec, motion, face, tuple(clip.frames.shape[1:3]), clip.fps)[0]
+    return render_motion(spec, motion, face, tuple(clip.frames.shape[1:3]), clip.fps)
+
+
+def rerender_clip(seed: int, clip: SyntheticClip, mouth_open: float | None = None) -> np.ndarray:
+    """Frames uint8 [T, H, W, 3] of ``clip`` (made by make_clip from ``seed``, default
+    supersample and framing) rendered again from the seed's motion stream, its blinks and mouth
+    width: the clip itself, or with the mouth held at ``mouth_open`` when that is given."""
+    return _act(seed, clip, clip.spec, mouth_open)[0]
+
+
+def render_driver(seed: int, clip: SyntheticClip, driver_seed: int
+                  ) -> tuple[np.ndarray, PoseTrack]:
+    """``clip`` (made by make_clip from ``seed``, default supersample and framing) acted by
+    another character: character ``driver_seed`` with the clip's motion stream, blinks and mouth,
+    framed by its own camera -> (frames uint8 [T, H, W, 3], its exact track). The same head
+    turns and expression on a different face: a cross-identity driver with exact ground truth."""
+    frames, _, track, _ = _act(seed, clip, sample_character(driver_seed))
+    return frames, track
 
 
 def render_reference(seed: int, size: tuple[int, int] = (64, 64), pose_seed: int = 0,

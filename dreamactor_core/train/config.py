@@ -9,7 +9,8 @@ follow the DiT config, and the face crop size is ``face_motion["image_size"]`` (
 smaller values such as 32 keep CPU tests fast).
 
 ``data`` selects the dataset: ``{"kind": "synthetic", "num_clips", "frames": [min, max],
-"fps"}`` (frame size = the model's frame size) or ``{"kind": "video_folder", "folder",
+"fps", "driver_swap"}`` (frame size = the model's frame size; driver_swap: the share of clips whose
+face crops are acted by another character, see SyntheticClipDataset) or ``{"kind": "video_folder", "folder",
 "cache_dir", "max_frames", "frame_stride", "resize_mode"}``.
 """
 
@@ -138,6 +139,12 @@ class TrainConfig:
         kind = self.data.get("kind")
         if kind not in ("synthetic", "video_folder"):
             raise ValueError(f"data.kind must be 'synthetic' or 'video_folder', got {kind!r}")
+        swap = self.data.get("driver_swap", 0.0)
+        if kind != "synthetic" and "driver_swap" in self.data:
+            raise ValueError("data.driver_swap needs synthetic data (a real video has one actor); "
+                             "remove it for data.kind 'video_folder'")
+        if isinstance(swap, bool) or not isinstance(swap, (int, float)) or not 0 <= swap <= 1:
+            raise ValueError(f"data.driver_swap is a probability in 0..1, got {swap!r}")
         self.model_config()  # validate early
 
     # -- derived component configs ----------------------------------------------------------

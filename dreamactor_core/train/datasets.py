@@ -111,13 +111,22 @@ class SyntheticClipDataset(Dataset):
     values inside ``frames`` = (min, max); the reference is the same character in an
     independent pose (``render_reference``), so the model cannot learn to copy it. Face crops are
     head boxes from the exact track (see ``head_box_crops``) at ``crop_size``.
+
+    ``driver_swap``: the probability that an item's face crops show the clip's head motion and
+    expression acted by another character (``render_driver``; character
+    ``stable_seed(seed, i, 2)``). Crops of the clip's own face let the face-motion tokens carry
+    its skin, hair and face shape, which the DiT then learns to take from them instead of the
+    reference; at inference the driver is someone else (or audio), and the head changes face.
     """
 
     def __init__(self, seed: int = 0, num_clips: int = 1000, frames: tuple[int, int] = (17, 17),
                  size: tuple[int, int] = (64, 64), fps: float = 25.0, crop_size: int = 224,
-                 temporal_factor: int = 4, with_audio: bool = True):
+                 temporal_factor: int = 4, with_audio: bool = True, driver_swap: float = 0.0):
         if num_clips < 1:
             raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+        if isinstance(driver_swap, bool) or not 0.0 <= float(driver_swap) <= 1.0:
+            raise ValueError(f"driver_swap is a probability in 0..1, got {driver_swap!r}")
+        self.driver_swap = float(driver_swap)
         self.seed, self.num_clips = int(seed), int(num_clips)
         self.lengths = valid_lengths(frames, temporal_factor)
         self.size = (int(size[0]), int(size[1]))
@@ -128,7 +137,7 @@ class SyntheticClipDataset(Dataset):
         return self.num_clips
 
     def __getitem__(self, index: int) -> dict:
-        from ..synthetic import make_clip, render_reference  # the renderer is only needed here
+        from ..synthetic import make_clip, render_driver, render_reference  # only needed here
 
         if not 0 <= index < self.num_clips:
             raise IndexError(f"index {index} out of range for {self.num_clips} clips")
@@ -137,7 +146,11 @@ class SyntheticClipDataset(Dataset):
         num_frames = int(rng.choice(self.lengths))
         clip = make_clip(char_seed, num_frames, self.size, self.fps, with_audio=self.with_audio)
         ref = render_reference(char_seed, self.size, pose_seed=int(rng.integers(2 ** 31)))
-        crops, mask = head_box_crops(clip.frames, clip.track, self.crop_size)
+        if rng.random() < self.driver_swap:
+            driver = render_driver(char_seed, clip, stable_seed(self.seed, index, 2) % (2 ** 31))
+        else:
+            driver = (clip.frames, clip.track)
+        crops, mask = head_box_crops(*driver, self.crop_size)
         face = np.stack([clip.face["blink"], clip.face["mouth_open"], clip.face["mouth_width"]], -1)
         if clip.audio is not None:
             audio, rate = clip.audio["waveform"][0], int(clip.audio["sample_rate"])

@@ -50,7 +50,8 @@ def make_dataset(config: TrainConfig, stage: str, ctx: DistContext | None = None
                                     fps=float(data.get("fps", 25.0)),
                                     crop_size=config.face_crop_size,
                                     temporal_factor=model.vae.temporal_factor,
-                                    with_audio=stage == "audio")
+                                    with_audio=stage == "audio",
+                                    driver_swap=float(data.get("driver_swap", 0.0)))
     from .video_dataset import VideoFolderDataset
 
     kwargs = {k: v for k, v in data.items() if k != "kind"}

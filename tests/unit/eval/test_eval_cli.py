@@ -64,9 +64,10 @@ def test_cli_prints_the_report_as_its_last_line_and_writes_the_sheet(model_file,
     assert "psnr" in lines[0] and "ssim" in lines[0]  # the table comes first
     assert json.loads((out / "report.json").read_text()) == report
 
-    for scores in (report, report["audio"], report["baselines"]["copy_reference"],
-                   report["baselines"]["mean_frame"]):
+    for scores in (report, report["audio"], report["cross"],
+                   report["baselines"]["copy_reference"], report["baselines"]["mean_frame"]):
         assert set(FIGURES) <= set(scores)
+        assert 0 < scores["head_psnr"] < 60
         assert 0 < scores["psnr"] < 60 and -1 <= scores["ssim"] <= 1
         assert scores["flicker"] >= 0
     assert report["baselines"]["copy_reference"]["flicker"] == 0.0  # a still video
@@ -81,7 +82,10 @@ def test_cli_prints_the_report_as_its_last_line_and_writes_the_sheet(model_file,
     assert report["vae_mouth_error"] is None or 0 <= report["vae_mouth_error"] <= 1
     for key in ("vae_mouth_kept", "mouth_match_floor"):  # None where no frame is readable
         assert key in report and (report[key] is None or 0 <= report[key] <= 1)
-    assert "mouth opening kept by the VAE" in proc.stdout
+    assert "mouth opening kept by the VAE" in proc.stdout and "model (cross)" in proc.stdout
+    assert set(report["generate_s"]) == {"video", "audio", "cross"}
+    # the cross-identity driver is another face: its tokens, so its video, differ
+    assert report["cross"]["psnr"] != report["psnr"]
     assert report["settings"]["clips"] == 2 and report["settings"]["steps"] == 2
     assert report["clip_seeds"] == [10_000_000, 10_000_001]
     assert set(report["meets"]) == set(report["bars"]) == {

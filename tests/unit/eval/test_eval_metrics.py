@@ -72,6 +72,31 @@ def _moving_square(t=6, size=32, flicker=0.0):
     return v
 
 
+def test_head_psnr_reads_the_head_disk_only():
+    clip = make_clip(3, 5, (64, 64), with_audio=False)
+    truth = clip.frames.astype(np.float64) / 255
+    track = clip.track
+    yy, xx = np.mgrid[:64, :64] + 0.5
+    disk = np.stack([(xx - c[0]) ** 2 + (yy - c[1]) ** 2 <= (metrics.HEAD_DISK_SCALE * r) ** 2
+                     for c, r in zip(track.head_center, track.head_radius)])  # [T, H, W]
+    outside = truth.copy()
+    outside[~disk] = 1 - outside[~disk]
+    assert metrics.head_psnr(outside, truth, track) == math.inf  # the body and background
+    inside = truth.copy()
+    inside[disk] = np.clip(inside[disk] + 0.1, 0, 1)
+    expected = 10 * math.log10(1 / ((inside - truth)[disk] ** 2).mean())
+    assert metrics.head_psnr(inside, truth, track) == pytest.approx(expected)
+    # at half the size, the disk is rescaled with the frames
+    half = truth[:, ::2, ::2]
+    assert metrics.head_psnr(np.clip(half + 0.1, 0, 1), half, track) == pytest.approx(
+        metrics.psnr(np.clip(half + 0.1, 0, 1), half), abs=0.5)
+    with pytest.raises(ValueError, match="frames"):
+        metrics.head_psnr(truth[:3], truth[:3], track)
+    from dataclasses import replace
+    with pytest.raises(ValueError, match="head_center"):
+        metrics.head_psnr(truth, truth, replace(track, head_center=None))
+
+
 def test_moving_mask_is_the_squares_path_and_flicker_sees_only_static_pixels():
     truth = _moving_square()
     mask = metrics.moving_mask(truth)

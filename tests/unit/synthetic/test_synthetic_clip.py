@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dreamactor_core.guidance.topology import J, NUM_BODY
-from dreamactor_core.synthetic import make_clip, render_reference, sample_character
+from dreamactor_core.synthetic import make_clip, render_driver, render_reference, sample_character
 from dreamactor_core.synthetic.character import STREAM_MOTION, rng_for
 from dreamactor_core.synthetic.clip import render_motion
 from dreamactor_core.synthetic.motion import sample_motion
@@ -139,6 +139,28 @@ def test_reference_is_same_character_in_an_independent_pose():
     assert ref.frames.tobytes() != other.frames.tobytes()
     nearest = np.abs(clip.track.body_3d - ref.track.body_3d).max(axis=(1, 2)).min()
     assert nearest > 0.05  # not a frame of the clip
+
+
+def test_driver_acts_the_clip_with_another_face():
+    clip = make_clip(5, 9, (64, 64), with_audio=False)
+    same, same_track = render_driver(5, clip, 5)
+    assert same.tobytes() == clip.frames.tobytes()  # its own character: the clip itself
+    frames, track = render_driver(5, clip, 11)
+    again, _ = render_driver(5, clip, 11)
+    assert frames.tobytes() == again.tobytes() and frames.shape == clip.frames.shape
+    # the same head turns (the motion's joint angles), on another character's head
+    np.testing.assert_allclose(track.head_rotation, clip.track.head_rotation, atol=1e-5)
+    assert sample_character(11) != clip.spec
+
+    def head_colour(video, trk):
+        yy, xx = np.mgrid[:64, :64]
+        out = []
+        for i in range(len(video)):
+            (cx, cy), r = trk.head_center[i], trk.head_radius[i]
+            out.append(video[i][(xx - cx) ** 2 + (yy - cy) ** 2 <= (0.6 * r) ** 2].mean(0))
+        return np.mean(out, 0)
+
+    assert np.abs(head_colour(frames, track) - head_colour(clip.frames, clip.track)).max() > 10
 
 
 @pytest.mark.parametrize("size", [(16, 16), (40, 72), (130, 50)])

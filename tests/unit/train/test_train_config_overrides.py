@@ -26,6 +26,7 @@ def test_overrides_change_only_the_named_values():
     ("seed.x=1", "'seed' is not a section"),
     ("lr=-1", "lr must be a positive number"),
     ("p_clean_first=2", "p_clean_first must be a probability"),
+    ("data.driver_swap=1.5", "driver_swap is a probability"),
 ])
 def test_bad_overrides_are_named(item, message):
     with pytest.raises(ValueError, match=message):
@@ -42,3 +43,12 @@ def test_the_cli_applies_and_records_overrides(tmp_path, capsys):
     assert (recorded["seed"], recorded["lr"], recorded["data"]["frames"]) == (123, 2e-4, [5, 5])
     assert train_main(args[:8] + ["--set", "nonsense=1"]) == 2
     assert "no field 'nonsense'" in capsys.readouterr().err
+
+
+def test_driver_swap_reaches_the_synthetic_dataset():
+    from dreamactor_core.train.trainer import make_dataset
+
+    config = TrainConfig(data={"kind": "synthetic", "num_clips": 4}).with_overrides(
+        ["data.driver_swap=0.25"])
+    assert make_dataset(config, "3").driver_swap == 0.25
+    assert make_dataset(TrainConfig(), "3").driver_swap == 0.0  # off unless asked

@@ -54,6 +54,23 @@ def test_face_crops_follow_the_head(dataset):
     assert crops.std() > 0.02, "crops of a visible head are not blank"
 
 
+def test_driver_swap_changes_only_the_face_crops(dataset):
+    swapped = SyntheticClipDataset(seed=3, num_clips=6, frames=(5, 9), size=(32, 32), crop_size=32,
+                                   driver_swap=1.0)
+    for i in (0, 1):
+        a, b = dataset[i], swapped[i]
+        for key in ("video", "guidance", "reference", "face_params", "audio"):
+            assert torch.equal(a[key], b[key]), key
+        both = a["face_mask"] & b["face_mask"]
+        assert both.any()
+        # another character's head: the crops differ by far more than resampling noise
+        assert (a["face_crops"][both] - b["face_crops"][both]).abs().mean() > 0.05
+    assert torch.equal(swapped[2]["face_crops"], swapped[2]["face_crops"])  # deterministic
+    for bad in (-0.1, 1.5, True):
+        with pytest.raises(ValueError, match="driver_swap"):
+            SyntheticClipDataset(num_clips=2, driver_swap=bad)
+
+
 def test_head_box_crops_mask_frames_without_head():
     from dreamactor_core.synthetic import make_clip
 
@@ -110,6 +127,11 @@ def test_train_config_errors(tmp_path):
         TrainConfig(p_drop_ref=1.5)
     with pytest.raises(ValueError, match="data.kind"):
         TrainConfig(data={"kind": "webdataset"})
+    with pytest.raises(ValueError, match="driver_swap"):
+        TrainConfig(data={"kind": "synthetic", "driver_swap": 2})
+    with pytest.raises(ValueError, match="driver_swap needs synthetic"):
+        TrainConfig(data={"kind": "video_folder", "folder": "x", "driver_swap": 0.5})
+    assert TrainConfig(data={"kind": "synthetic", "driver_swap": 0.5}).data["driver_swap"] == 0.5
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
         TrainConfig.load(tmp_path / "bad.json")
