@@ -86,17 +86,19 @@ def _pair(pred, target) -> tuple[np.ndarray, np.ndarray]:
 
 
 def psnr(pred, target, mask: np.ndarray | None = None) -> float:
-    """PSNR in dB of pred vs target [T, H, W, 3] (0..1); ``mask`` [H, W] bool restricts the
-    pixels. ``math.inf`` when equal; ``math.nan`` when the mask is empty."""
+    """PSNR in dB of pred vs target [T, H, W, 3] (0..1); ``mask`` [H, W] (every frame) or
+    [T, H, W] (per frame) bool restricts the pixels. ``math.inf`` when equal; ``math.nan`` when
+    the mask is empty."""
     p, t = _pair(pred, target)
     err = (p - t) ** 2
     if mask is not None:
         mask = np.asarray(mask, bool)
-        if mask.shape != p.shape[1:3]:
-            raise ValueError(f"mask must be [H, W] = {p.shape[1:3]}, got {mask.shape}")
+        if mask.shape not in (p.shape[1:3], p.shape[:3]):
+            raise ValueError(f"mask must be [H, W] = {p.shape[1:3]} or [T, H, W] = "
+                             f"{p.shape[:3]}, got {mask.shape}")
         if not mask.any():
             return math.nan
-        err = err[:, mask]
+        err = err[:, mask] if mask.ndim == 2 else err[mask]
     mse = float(err.mean())
     return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
@@ -165,10 +167,7 @@ def head_psnr(pred, target, track: PoseTrack, scale: float = HEAD_DISK_SCALE) ->
     yy, xx = np.mgrid[:p.shape[1], :p.shape[2]] + 0.5  # pixel centres
     disk = ((xx[None] - centre[:, 0, None, None]) ** 2 + (yy[None] - centre[:, 1, None, None]) ** 2
             <= radius[:, None, None] ** 2)  # [T, H, W]
-    if not disk.any():
-        return math.nan
-    mse = float(((p - t) ** 2)[disk].mean())
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+    return psnr(p, t, disk)
 
 
 def flicker(pred, target, static_threshold: float = 0.02) -> float:

@@ -58,6 +58,8 @@ FPS = 25.0
 MODEL_VARIANTS = ("video", "audio", "cross")
 CROSS_SEED_OFFSET = 777_777  # the "cross" driver's character: the clip's seed + this
 BASELINES = ("copy_reference", "mean_frame")
+SCORES = ("psnr", "ssim", "moving_psnr", "head_psnr", "flicker", "seam_error", "mouth_error",
+          "latent_jump")  # score()'s figures, for every variant and baseline
 
 
 @dataclass
@@ -142,10 +144,6 @@ def mouth_curves(clip: SyntheticClip, seed: int, levels=metrics.MOUTH_LEVELS,
     calibration of metrics.mouth_opening."""
     renders = mouth_renders(clip, seed, levels) if renders is None else renders
     return np.stack([metrics.mouth_darkness(r, clip.track) for r in renders], axis=1)
-
-
-SCORES = ("psnr", "ssim", "moving_psnr", "head_psnr", "flicker", "seam_error", "mouth_error",
-          "latent_jump")
 
 
 def score(video: np.ndarray, truth: np.ndarray, clip: SyntheticClip, curves: np.ndarray,

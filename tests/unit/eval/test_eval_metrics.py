@@ -41,6 +41,9 @@ def test_psnr_mask_restricts_pixels_and_rejects_bad_input():
     assert metrics.psnr(pred, truth, top) == pytest.approx(20.0)
     assert metrics.psnr(pred, truth, ~top) == math.inf
     assert math.isnan(metrics.psnr(pred, truth, np.zeros((8, 8), bool)))
+    per_frame = np.stack([top, ~top])  # frame 0: the erroneous half; frame 1: the exact half
+    assert metrics.psnr(pred, truth, per_frame) == pytest.approx(20.0 + 10 * math.log10(2))
+    assert metrics.psnr(pred, truth, np.stack([~top, ~top])) == math.inf
     with pytest.raises(ValueError, match="same shape"):
         metrics.psnr(pred, truth[:1])
     with pytest.raises(ValueError, match="mask"):
