@@ -19,26 +19,24 @@ torch.set_num_threads(1)
 DEMO = Path(__file__).resolve().parents[3] / "dreamactor_core" / "embedded" / "dreamactor_demo.safetensors"
 # Measured on this clip when the model shipped (session 30, see the model card): +12.4 dB PSNR
 # and +10.5 dB moving-pixel PSNR over copying the reference (+12.4 dB PSNR with the audio
-# driver); the session-28 file +12.0 / +10.0 (audio +11.9), the session-22 file gave +12.9 / +11.0 (audio +10.2), the session-2 model +3.5 / +3.3.
+# driver); the session-22 file gave +12.9 / +11.0 (audio +10.2), the session-2 model +3.5 / +3.3.
 # The margins guard against a regression to such a model or to "copy the reference" (0 dB), not
 # against small numerical drift.
 PSNR_MARGIN = 5.0
 MOVING_MARGIN = 5.0
 # A 33-frame clip is two segments (the same clip, 33 frames). Measured at its join when the
-# model shipped: seam_error 0.007 (0.007 with audio; the session-28 file 0.008, the session-22
-# file 0.007); the session-6
+# model shipped: seam_error 0.007 (0.007 with audio; the session-22 file 0.007); the session-6
 # model gave 0.074 when each segment continued from the previous one's last latent, 0.042 from
 # its re-encoded last frame.
 SEAM_MAX = 0.03
 # metrics.latent_jump on the 17-frame clip (the truth: 0.95). Measured when the model shipped:
-# 1.11 (the session-28 file 1.12, the session-16 file 1.12, the session-19 file 1.09, the session-20 file 1.07, the
+# 1.11 (the session-16 file 1.12, the session-19 file 1.09, the session-20 file 1.07, the
 # session-22 file 1.08); the frame-stacking model before its decoder learnt the temporal mix
 # 1.39, the previous embedded model (causal 3D VAE) 1.60.
 LATENT_JUMP_MAX = 1.32
 # head_psnr (the head disk alone) with the face driven by crops of another character acting the
 # same motion ("cross") against the clip's own crops ("video"). Measured on this clip when the
-# model shipped: cross 18.18 dB, audio 18.19 dB, video 18.19 dB (the session-28 file 18.10 /
-# 18.10 / 18.09); the session-22 file, whose
+# model shipped: cross 18.18 dB, audio 18.19 dB, video 18.19 dB; the session-22 file, whose
 # face-motion tokens carried the driver's face, read cross 13.52 dB and audio 14.52 dB against
 # video 18.42 dB (so this test fails on it). The margin guards against that leak coming back.
 HEAD_LEAK_MARGIN = 2.0
