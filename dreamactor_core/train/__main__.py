@@ -36,8 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--fsdp", action="store_true", help="shard with FSDP instead of DDP")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     parser.add_argument("--mixed-precision", choices=MIXED_PRECISION,
-                        help="overrides the config's mixed_precision: auto (bf16 autocast on "
-                             "CUDA only), bf16 (also on CPU: faster where the CPU has AMX, see "
+                        help="overrides the config's mixed_precision: auto (bf16 autocast where "
+                             "it is native: CUDA, or a CPU with AVX512-BF16 or AMX; fp32 "
+                             "elsewhere), bf16 (forced, emulated and slow on other CPUs; see "
                              "`python -m dreamactor_core.bench train`) or no")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value (JSON value, dotted keys reach into "

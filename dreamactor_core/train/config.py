@@ -91,7 +91,7 @@ class TrainConfig:
     sampled_steps: int = 20
     sampled_true_fraction: float = 0.5
     latent_stats_clips: int = 8  # clips used to set the VAE's latent mean/std before DiT stages
-    mixed_precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    mixed_precision: str = "auto"  # auto: bf16 autocast where native (CUDA, AVX512-BF16/AMX CPUs)
     gradient_checkpointing: bool = False
     fsdp: bool = False  # shard with FSDP instead of DDP (large configs, several GPUs)
     checkpoint_every: int = 500

@@ -153,6 +153,16 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+def resolve_bf16(mixed_precision: str, device_type: str) -> bool:
+    """Whether to autocast to bf16. "auto" picks it where it is native: CUDA, or a CPU with
+    AVX512-BF16 / AMX; "bf16" forces it (the caller warns where the CPU emulates it)."""
+    if mixed_precision == "bf16":
+        return True
+    if mixed_precision == "auto":
+        return device_type == "cuda" or (device_type == "cpu" and cpu_has_native_bf16())
+    return False
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, stage, out_dir: str | Path, steps: int,
                  resume: bool = False, init_from=None, dataset=None,
@@ -222,8 +232,7 @@ class Trainer:
         if state is not None:
             self._restore_ema(state["ema"])
         self.step = self.start_step
-        self.use_bf16 = (config.mixed_precision == "bf16" or
-                         (config.mixed_precision == "auto" and self.ctx.device.type == "cuda"))
+        self.use_bf16 = resolve_bf16(config.mixed_precision, self.ctx.device.type)
         if self.use_bf16 and self.ctx.device.type == "cpu" and not cpu_has_native_bf16():
             warnings.warn("mixed_precision bf16 on a CPU without native bf16 (no AVX512-BF16 or "
                           "AMX): each step emulates it and can run ~50x slower than fp32; pass "

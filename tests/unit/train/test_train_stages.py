@@ -130,10 +130,11 @@ def test_draws_depend_on_position_not_on_batch_split(tiny_config):
 
 
 def test_bf16_autocast_and_gradient_checkpointing(tmp_path, tiny_config):
-    plain = Trainer(tiny_config(), "1", tmp_path / "a", 2, device="cpu")
-    assert not plain.use_bf16  # "auto" keeps CPUs in fp32
+    plain = Trainer(tiny_config(mixed_precision="no"), "1", tmp_path / "a", 2, device="cpu")
+    assert not plain.use_bf16
     rows = plain.run()
-    ckpt = Trainer(tiny_config(gradient_checkpointing=True), "1", tmp_path / "b", 2, device="cpu")
+    ckpt = Trainer(tiny_config(gradient_checkpointing=True, mixed_precision="no"), "1",
+                   tmp_path / "b", 2, device="cpu")
     assert ckpt.modules.dit.gradient_checkpointing
     assert [r["loss"] for r in ckpt.run()] == [r["loss"] for r in rows]  # recomputation is exact
     bf16 = Trainer(tiny_config(mixed_precision="bf16"), "1", tmp_path / "c", 2, device="cpu")
