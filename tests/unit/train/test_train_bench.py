@@ -54,8 +54,9 @@ def test_cli_mixed_precision_overrides_the_config(config_file, tmp_path):
 
 
 @pytest.mark.parametrize("native", [False, True])
-def test_bf16_on_a_cpu_without_native_bf16_warns_with_the_fix(tmp_path, tiny_config, monkeypatch,
-                                                              native):
+@pytest.mark.parametrize("mode", ["bf16", "auto"])
+def test_cpu_bf16_follows_native_support_and_forcing_it_warns_with_the_fix(
+        tmp_path, tiny_config, monkeypatch, mode, native):
     import warnings
 
     from dreamactor_core.train import trainer as trainer_module
@@ -63,28 +64,14 @@ def test_bf16_on_a_cpu_without_native_bf16_warns_with_the_fix(tmp_path, tiny_con
     monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: native)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainer = trainer_module.Trainer(tiny_config(mixed_precision="bf16"), "vae", tmp_path, 1,
+        trainer = trainer_module.Trainer(tiny_config(mixed_precision=mode), "vae", tmp_path, 1,
                                          device="cpu")
     slow = [w for w in caught if "--mixed-precision no" in str(w.message)]
-    assert trainer.use_bf16  # the choice is the user's; the warning names its cost and the fix
-    assert [w.category for w in slow] == ([] if native else [RuntimeWarning])
-
-
-
-@pytest.mark.parametrize("native", [False, True])
-def test_auto_precision_picks_bf16_only_where_it_is_native(tmp_path, tiny_config, monkeypatch,
-                                                           native):
-    import warnings
-
-    from dreamactor_core.train import trainer as trainer_module
-
-    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: native)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        trainer = trainer_module.Trainer(tiny_config(mixed_precision="auto"), "vae", tmp_path, 1,
-                                         device="cpu")
-    assert trainer.use_bf16 == native
-    assert not [w for w in caught if "--mixed-precision no" in str(w.message)]
+    if mode == "bf16":  # the choice is the user's; the warning names its cost and the fix
+        assert trainer.use_bf16
+        assert [w.category for w in slow] == ([] if native else [RuntimeWarning])
+    else:  # auto picks bf16 only where it is native, so it never emulates it
+        assert trainer.use_bf16 == native
+        assert slow == []
     assert trainer_module.resolve_bf16("auto", "cuda")
     assert not trainer_module.resolve_bf16("no", "cuda")
-    assert trainer_module.resolve_bf16("bf16", "cpu")
