@@ -81,7 +81,8 @@ def table(summary: dict) -> str:
     mouth_column = 13 * keys.index("mouth_error")
     lines.append(f"{'closed mouth':16}{'':{mouth_column}}{_fmt(closed):>13}")
     lines.append(f"VAE reconstruction PSNR {_fmt(summary['vae_psnr'], 2)} dB (moving pixels "
-                 f"{_fmt(summary.get('vae_moving_psnr'), 2)} dB, reference image "
+                 f"{_fmt(summary.get('vae_moving_psnr'), 2)} dB, SSIM "
+                 f"{_fmt(summary.get('vae_ssim'))}, reference image "
                  f"alone {_fmt(summary.get('vae_reference_psnr'), 2)} dB), mouth error "
                  f"{_fmt(summary['vae_mouth_error'])}; mouth measure floor "
                  f"{_fmt(summary['mouth_floor'])} over {summary['mouth_clips']} clip(s)")

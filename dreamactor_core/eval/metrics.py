@@ -109,17 +109,13 @@ def _gaussian_window(sigma: float = 1.5, taps: int = 11) -> torch.Tensor:
     return (g / g.sum()).float()
 
 
-def ssim(pred, target, sigma: float = 1.5, taps: int = 11) -> float:
-    """Mean gaussian-window SSIM over frames and channels (module docstring)."""
-    p, t = _pair(pred, target)
-    if min(p.shape[1:3]) < taps:
-        raise ValueError(f"frames are {p.shape[1]}x{p.shape[2]}; SSIM needs at least "
-                         f"{taps}x{taps} pixels")
-    x = torch.from_numpy(p).float().permute(0, 3, 1, 2).reshape(-1, 1, *p.shape[1:3])
-    y = torch.from_numpy(t).float().permute(0, 3, 1, 2).reshape(-1, 1, *t.shape[1:3])
-    g = _gaussian_window(sigma, taps)
+def ssim_map(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5,
+             taps: int = 11) -> torch.Tensor:
+    """Gaussian-window SSIM map of x against y [N, 1, H, W] (0..1), over the "valid" region
+    [N, 1, H-taps+1, W-taps+1]; differentiable, so training can use 1 - its mean as a loss."""
+    g = _gaussian_window(sigma, taps).to(x)
 
-    def blur(z: torch.Tensor) -> torch.Tensor:  # separable, "valid" region  # [N, 1, H', W']
+    def blur(z: torch.Tensor) -> torch.Tensor:  # separable  # [N, 1, H', W']
         z = F.conv2d(z, g.view(1, 1, taps, 1))
         return F.conv2d(z, g.view(1, 1, 1, taps))
 
@@ -128,8 +124,18 @@ def ssim(pred, target, sigma: float = 1.5, taps: int = 11) -> float:
     vx = blur(x * x) - mx * mx
     vy = blur(y * y) - my * my
     cxy = blur(x * y) - mx * my
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return float(s.double().mean())
+    return ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+
+
+def ssim(pred, target, sigma: float = 1.5, taps: int = 11) -> float:
+    """Mean gaussian-window SSIM over frames and channels (module docstring)."""
+    p, t = _pair(pred, target)
+    if min(p.shape[1:3]) < taps:
+        raise ValueError(f"frames are {p.shape[1]}x{p.shape[2]}; SSIM needs at least "
+                         f"{taps}x{taps} pixels")
+    x = torch.from_numpy(p).float().permute(0, 3, 1, 2).reshape(-1, 1, *p.shape[1:3])
+    y = torch.from_numpy(t).float().permute(0, 3, 1, 2).reshape(-1, 1, *t.shape[1:3])
+    return float(ssim_map(x, y, sigma, taps).double().mean())
 
 
 def _range(target) -> np.ndarray:

@@ -25,10 +25,12 @@ Baselines computed in the same run, scored with the same metrics:
   constant, nearly closed) for every frame the measure can read;
 * ``mouth_floor``: the mouth error of the ground-truth frames themselves (the measure's noise;
   see metrics.py for the per-frame calibration renders);
-* ``vae_psnr``: PSNR of the model's VAE reconstruction (posterior mean, encode then decode) of
-  the ground truth, the ceiling any latent generator can reach; ``vae_mouth_error``: the
+* ``vae_psnr``: PSNR of the model's VAE reconstruction (posterior mean, encode then decode,
+  with the reference image where the decoder reads one, as the pipeline decodes) of the ground
+  truth, the ceiling any latent generator can reach; ``vae_mouth_error``: the
   mouth error of that reconstruction (whether the latent space carries the mouth at all);
   ``vae_moving_psnr``: its PSNR over the moving pixels, the ceiling of ``moving_psnr``;
+  ``vae_ssim``: its SSIM, the ceiling of ``ssim``;
   ``vae_reference_psnr``: the same for the reference image encoded alone, as the generator
   encodes it (a 1-frame video: the causal VAE's first-frame path);
 * ``vae_mouth_kept``: whether the latent keeps the mouth's opening, whatever the decoder does
@@ -99,6 +101,7 @@ class ClipResult:
     scores: dict[str, dict[str, float]]  # variant -> metric -> value
     vae_psnr: float
     vae_moving_psnr: float  # the ceiling of the model's moving-pixel PSNR
+    vae_ssim: float  # ... and of its SSIM
     vae_reference_psnr: float  # the reference image through the VAE as a 1-frame video
     vae_mouth_error: float  # mouth error of the VAE reconstruction: the latent space's ceiling
     vae_mouth_kept: float  # metrics.mouth_match error of the reconstruction, bank through the VAE
@@ -124,11 +127,18 @@ def mean_frame(size: tuple[int, int], settings: EvalSettings) -> np.ndarray:
 
 
 @torch.no_grad()
-def vae_reconstruction(model: DreamActorModel, truth: np.ndarray) -> np.ndarray:
-    """[T, H, W, 3] 0..1 -> the VAE's encode (posterior mean) / decode of it, same shape."""
+def vae_reconstruction(model: DreamActorModel, truth: np.ndarray,
+                       reference: np.ndarray | None = None) -> np.ndarray:
+    """[T, H, W, 3] 0..1 -> the VAE's encode (posterior mean) / decode of it, same shape; a
+    decoder that reads the reference image decodes with ``reference`` [H, W, 3], as the
+    pipeline decodes."""
     video = torch.from_numpy(truth).to(model.device, model.dtype)
     video = video.permute(3, 0, 1, 2)[None] * 2 - 1  # [1, 3, T, H, W]
-    recon = model.vae.decode(model.vae.encode(video))  # [1, 3, T, H, W]
+    ref = None
+    if reference is not None:
+        ref = torch.from_numpy(reference).to(model.device, model.dtype)
+        ref = ref.permute(2, 0, 1)[None] * 2 - 1  # [1, 3, H, W]
+    recon = model.vae.decode(model.vae.encode(video), reference=ref)  # [1, 3, T, H, W]
     return ((recon[0].float().permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1).cpu().numpy()
 
 
@@ -205,12 +215,13 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
     tf = cfg.vae.temporal_factor
     scores = {name: score(v[:t], truth, clip, curves, settings, joins, tf)
               for name, v in videos.items()}
-    recon = vae_reconstruction(model, truth)
+    recon = vae_reconstruction(model, truth, reference)
     recon_opening = metrics.mouth_opening(metrics.mouth_darkness(recon, clip.track), curves)
-    recon_bank = np.stack([vae_reconstruction(model, r) for r in bank])
+    recon_bank = np.stack([vae_reconstruction(model, r, reference) for r in bank])
     return ClipResult(seed=seed, reference=reference, guidance=guidance, truth=truth,
                       videos=videos, scores=scores, vae_psnr=metrics.psnr(recon, truth),
                       vae_moving_psnr=metrics.moving_psnr(recon, truth, settings.moving_threshold),
+                      vae_ssim=metrics.ssim(recon, truth),
                       vae_reference_psnr=metrics.psnr(vae_reconstruction(model, reference[None]),
                                                       reference[None]),
                       vae_mouth_error=metrics.mouth_error(recon_opening, clip.face["mouth_open"]),
@@ -248,6 +259,7 @@ def summarise(results: list[ClipResult], settings: EvalSettings) -> dict:
                                                              for r in results])}},
         "vae_psnr": _mean([r.vae_psnr for r in results]),
         "vae_moving_psnr": _mean([r.vae_moving_psnr for r in results]),
+        "vae_ssim": _mean([r.vae_ssim for r in results]),
         "vae_reference_psnr": _mean([r.vae_reference_psnr for r in results]),
         "vae_mouth_error": _mean([r.vae_mouth_error for r in results]),
         "vae_mouth_kept": _mean([r.vae_mouth_kept for r in results]),

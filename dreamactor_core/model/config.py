@@ -38,7 +38,8 @@ def _is_power_of_two(n: int) -> bool:
 
 # VAEConfig fields naming a part that a trained decoder can gain at zero (train.widen), so the
 # runs that continue such a model must set them as its file does (train.config).
-DECODER_ADDITIONS = ("decoder_temporal_mix", "decoder_refine_channels")
+DECODER_ADDITIONS = ("decoder_temporal_mix", "decoder_refine_channels",
+                     "decoder_reference_channels")
 
 
 @dataclass
@@ -79,6 +80,11 @@ class VAEConfig:
     # correction to those frames. Added to a trained decoder (train.widen --decoder-refine) it
     # starts at zero.
     decoder_refine_channels: int = 0
+    # frame_stack only: width of a full-resolution head that corrects every decoded frame from
+    # the reference image being animated (0: none; frame_vae.ReferenceRefiner). The latent
+    # cannot carry fine texture; on a still camera the reference holds most of it. Added to a
+    # trained decoder (train.widen --decoder-reference) it starts at zero.
+    decoder_reference_channels: int = 0
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
@@ -114,6 +120,12 @@ class VAEConfig:
             raise ValueError("VAEConfig.decoder_refine_channels needs the frame_stack VAE with "
                              "patch_size >= 2 (a decoder whose last level runs below the frame "
                              "size); set it to 0")
+        if int(self.decoder_reference_channels) < 0:
+            raise ValueError(f"VAEConfig.decoder_reference_channels must be >= 0 (0: no "
+                             f"reference head), got {self.decoder_reference_channels}")
+        if self.decoder_reference_channels and self.architecture != "frame_stack":
+            raise ValueError("VAEConfig.decoder_reference_channels needs the frame_stack VAE; "
+                             "set it to 0")
         if self.architecture == "frame_stack":
             if self.latent_channels % self.temporal_factor:
                 raise ValueError(f"VAEConfig.latent_channels ({self.latent_channels}) must be a "

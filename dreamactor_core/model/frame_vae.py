@@ -20,7 +20,9 @@ Layout per frame (2D convolutions on [N = B*T, C, H, W]): pixel-unshuffle by pat
 one level per spatial halving (num_res_blocks ResBlocks each, a stride-2 conv between levels),
 one more ResBlock and the output conv to the posterior's mean and log-variance; the decoder
 mirrors it with num_res_blocks + 1 ResBlocks per level and nearest-upsample + conv between,
-and with ``decoder_refine_channels`` ends in a PatchRefiner at the full frame size.
+and with ``decoder_refine_channels`` ends in a PatchRefiner at the full frame size; with
+``decoder_reference_channels`` a ReferenceRefiner then corrects each frame from the reference
+image, when decode is given one.
 """
 
 from __future__ import annotations
@@ -108,6 +110,31 @@ class PatchRefiner(nn.Module):
         return coarse + self.conv_out(F.silu(self.norm_out(h)))
 
 
+class ReferenceRefiner(nn.Module):
+    """Full-resolution correction of each decoded frame from the reference image it animates.
+    The latent (4 channels per 4x4 patch) cannot carry fine texture, but the reference has it:
+    on a still camera most of every frame, the background, is the reference's own pixels. A few
+    convolutions over (frame, reference, their difference) learn where the two agree and copy
+    the reference's detail there. Local by design (receptive field 13 px): it sharpens what
+    stands still, it does not warp what moved. The output conv starts at zero, so a refiner
+    added to a trained decoder decodes as before."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv_in = nn.Conv2d(9, width, 3, padding=1)
+        self.blocks = nn.Sequential(ResBlock2d(width, width), ResBlock2d(width, width))
+        self.norm_out = ChannelRMSNorm(width)
+        self.conv_out = nn.Conv2d(width, 3, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, frames: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        # frames, reference: [N, 3, H, W] (the reference repeated per frame) -> [N, 3, H, W]
+        h = self.conv_in(torch.cat([frames, reference, frames - reference], dim=1))
+        h = self.blocks(h)  # [N, width, H, W]
+        return frames + self.conv_out(F.silu(self.norm_out(h)))
+
+
 class FrameEncoder(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
@@ -158,6 +185,8 @@ class FrameDecoder(nn.Module):
                              if config.decoder_temporal_mix else None)
         self.refine = (PatchRefiner(ch, config.decoder_refine_channels, config.patch_size)
                        if config.decoder_refine_channels else None)
+        self.reference = (ReferenceRefiner(config.decoder_reference_channels)
+                          if config.decoder_reference_channels else None)
 
     def head(self, z: torch.Tensor) -> torch.Tensor:
         # z: [N, c, h, w] -> features [N, C, h, w] (conv_in and the first ResBlock)
@@ -216,7 +245,12 @@ class FrameStackVAE(VideoVAE):
         rest = rearrange(frames[:, 1:], "b k g c h w -> b (k g) c h w")
         return torch.cat([first, rest], dim=1)
 
-    def decode_raw(self, z: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    @property
+    def uses_reference(self) -> bool:
+        return self.decoder.reference is not None
+
+    def decode_raw(self, z: torch.Tensor, chunk: int | None = None,
+                   reference: torch.Tensor | None = None) -> torch.Tensor:
         b = z.shape[0]
         per_frame = rearrange(self._unstack(z), "b t c h w -> (b t) c h w")
         frame_chunk = None if chunk is None else b * chunk * self.config.temporal_factor
@@ -228,6 +262,11 @@ class FrameStackVAE(VideoVAE):
             features = rearrange(features, "(b t) c h w -> b c t h w", b=b)
             features = rearrange(decoder.temporal_mix(features), "b c t h w -> (b t) c h w")
             frames = self._frames_in_chunks(decoder.tail, features, frame_chunk)
+        if reference is not None and decoder.reference is not None:
+            t = frames.shape[0] // b
+            refs = reference[:, None].expand(-1, t, -1, -1, -1).flatten(0, 1)  # [B*T, 3, H, W]
+            frames = self._frames_in_chunks(lambda x: decoder.reference(x[:, :3], x[:, 3:]),
+                                            torch.cat([frames, refs], dim=1), frame_chunk)
         return rearrange(frames, "(b t) c h w -> b c t h w", b=b)
 
     @torch.no_grad()
@@ -250,4 +289,5 @@ class FrameStackVAE(VideoVAE):
 
 # DECODER_ADDITIONS field -> (what its value counts, the FrameDecoder attribute it adds)
 _ADDITION_PARTS = {"decoder_temporal_mix": ("reach", "temporal_mix"),
-                   "decoder_refine_channels": ("width", "refine")}
+                   "decoder_refine_channels": ("width", "refine"),
+                   "decoder_reference_channels": ("width", "reference")}

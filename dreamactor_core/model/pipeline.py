@@ -248,9 +248,14 @@ def _clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def decode_frames(model: DreamActorModel, latent: torch.Tensor, chunk: int | None) -> torch.Tensor:
-    """[1, C, T', h, w] -> frames [T, H, W, 3] float32 0..1 on the CPU."""
-    video = model.vae.decode(latent, chunk=chunk)  # [1, 3, T, H, W] in about -1..1
+def decode_frames(model: DreamActorModel, latent: torch.Tensor, chunk: int | None,
+                  reference_image: torch.Tensor | None = None) -> torch.Tensor:
+    """[1, C, T', h, w] -> frames [T, H, W, 3] float32 0..1 on the CPU; ``reference_image``
+    [H, W, 3] (0..1), the image being animated, for a decoder that reads it."""
+    reference = None
+    if reference_image is not None and model.vae.uses_reference:
+        reference = rearrange(reference_image, "h w c -> 1 c h w").to(latent) * 2 - 1
+    video = model.vae.decode(latent, chunk=chunk, reference=reference)  # [1, 3, T, H, W] ~ -1..1
     video = ((video.float() + 1) / 2).clamp(0, 1)
     return rearrange(video[0], "c t h w -> t h w c").cpu()
 
@@ -343,7 +348,7 @@ def generate(model: DreamActorModel, reference_image: torch.Tensor, guidance_map
             del pose_latent, noise, seg_tokens, seg_mask
             first_latents.append(latent[0, :, :1].cpu())
             start = _clock(device)
-            decoded.append(decode_frames(model, latent, decode_chunk))
+            decoded.append(decode_frames(model, latent, decode_chunk, ref))
             timing["decode_s"] = _clock(device) - start
             del latent
             if seg.index + 1 < len(plan):  # the next segment starts from this one's last frame

@@ -198,10 +198,16 @@ class VideoVAE(nn.Module):
         """Checked video -> posterior moments [B, 2C, T', h, w] (mean, then log-variance)."""
         raise NotImplementedError
 
-    def decode_raw(self, z: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    def decode_raw(self, z: torch.Tensor, chunk: int | None = None,
+                   reference: torch.Tensor | None = None) -> torch.Tensor:
         """Raw (un-normalised) latent [B, C, T', h, w] -> video; ``chunk`` latent frames at a
-        time."""
+        time; ``reference`` [B, 3, H, W] for a decoder that uses_reference, else None."""
         raise NotImplementedError
+
+    @property
+    def uses_reference(self) -> bool:
+        """Whether the decoder also reads the reference image (frame_vae.ReferenceRefiner)."""
+        return False
 
     def encode(self, video: torch.Tensor, chunk_frames: int | None = None, sample: bool = False,
                generator: torch.Generator | None = None) -> torch.Tensor:
@@ -215,14 +221,26 @@ class VideoVAE(nn.Module):
         return self.normalize(z)
 
     def decode(self, latent: torch.Tensor, chunk: int | None = None,
-               normalized: bool = True) -> torch.Tensor:
+               normalized: bool = True, reference: torch.Tensor | None = None) -> torch.Tensor:
         """latent [B, C, T', h, w] -> video [B, 3, tf*(T'-1)+1, h*sf, w*sf], nominally -1..1
-        (not clamped). ``chunk`` latent frames are decoded per step with a causal cache."""
+        (not clamped). ``chunk`` latent frames are decoded per step with a causal cache.
+        ``reference`` [B, 3, H, W] (-1..1), the image being animated, is read by a decoder that
+        uses_reference and ignored by any other; without it such a decoder decodes as it did
+        before it gained the reference."""
         self._check_latent(latent)
         if chunk is not None and chunk < 1:
             raise ValueError(f"{type(self).__name__}.decode: chunk must be >= 1 latent frame, "
                              f"got {chunk}")
-        return self.decode_raw(self.denormalize(latent) if normalized else latent, chunk)
+        z = self.denormalize(latent) if normalized else latent
+        if reference is None or not self.uses_reference:
+            return self.decode_raw(z, chunk)
+        size = (z.shape[-2] * self.config.spatial_factor, z.shape[-1] * self.config.spatial_factor)
+        if reference.ndim != 4 or reference.shape[0] != z.shape[0] or reference.shape[1] != 3 \
+                or tuple(reference.shape[-2:]) != size:
+            raise ValueError(f"{type(self).__name__}.decode: reference must be [B, 3, H, W] = "
+                             f"[{z.shape[0]}, 3, {size[0]}, {size[1]}] for this latent, got "
+                             f"{list(reference.shape)}")
+        return self.decode_raw(z, chunk, reference=reference.to(z.dtype))
 
     def forward(self, video: torch.Tensor, generator: torch.Generator | None = None):
         """Training pass: (reconstruction, posterior); the reconstruction decodes a sample."""

@@ -81,6 +81,9 @@ class TrainConfig:
     # the only loss term that sees two frames at once, so the one that trains a decoder's
     # temporal mix to smooth a jump between latent frames.
     vae_temporal_weight: float = 0.0
+    # 1 - SSIM of the decoded frames (the eval's SSIM): L1 + MSE reward the mean of what the
+    # decoder is unsure of, which is blur; SSIM also scores local contrast and structure.
+    vae_ssim_weight: float = 0.0
     # Reconstruction weight of frame 0, which the causal VAE encodes alone (as it does every
     # reference image); temporal_factor makes each latent frame count the same (stages.vae_weight).
     vae_first_frame_weight: float = 1.0
@@ -116,7 +119,7 @@ class TrainConfig:
             raise ValueError("sampled_true_fraction must be a probability in 0..1, got "
                              f"{self.sampled_true_fraction}")
         for name in ("vae_head_weight", "vae_mouth_weight", "vae_temporal_weight",
-                     "dit_head_weight", "dit_mouth_weight"):
+                     "vae_ssim_weight", "dit_head_weight", "dit_mouth_weight"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value}")

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..eval.metrics import ssim_map
 from ..model.audio_motion import audio_features
 from ..model.dit import FaceAttention
 from ..model.flow import guided_velocity_fn, make_schedule, sample, sample_timesteps, training_target
@@ -42,6 +43,8 @@ from ..model.pipeline import GUIDANCE_SCALE, SHIFT
 from ..synthetic.kinematics import FACE_POINTS
 from .config import STAGES, TrainConfig
 from .datasets import stable_seed
+
+SSIM_TAPS = 11  # the eval's SSIM window (metrics.ssim)
 
 DIT_STAGES = ("1", "2", "3")
 MOUTH_DIRECTION = FACE_POINTS["mouth"]  # unit vector, head frame
@@ -214,11 +217,13 @@ def latent_weight(guidance: torch.Tensor, latent_shape: tuple[int, ...], head_ex
 
 def reconstruction_loss(recon: torch.Tensor, video: torch.Tensor,
                         weight: torch.Tensor | None = None,
-                        temporal_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+                        temporal_weight: float = 0.0,
+                        ssim_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     """L1 + MSE of recon against video [B, 3, T, H, W], each optionally weighted per pixel by
     ``weight`` [B, 1, T, H, W], plus ``temporal_weight`` times the mean L1 between recon's and
-    video's frame-to-frame changes; the logged l1 / mse (and temporal, when weighted) are
-    unweighted, comparable across runs."""
+    video's frame-to-frame changes, plus ``ssim_weight`` times 1 - SSIM (the eval's: per frame
+    and channel, gaussian window, pixels 0..1); the logged l1 / mse (and temporal / ssim, when
+    weighted) are unweighted, comparable across runs."""
     err = recon.float() - video  # [B, 3, T, H, W]
     l1, mse = err.abs().mean(), err.pow(2).mean()
     if weight is None:
@@ -230,16 +235,28 @@ def reconstruction_loss(recon: torch.Tensor, video: torch.Tensor,
         temporal = (err[:, :, 1:] - err[:, :, :-1]).abs().mean()  # = |d recon - d video|
         loss = loss + temporal_weight * temporal
         metrics["temporal"] = temporal.detach()
+    if ssim_weight:
+        h, w = video.shape[-2:]
+        if min(h, w) < SSIM_TAPS:
+            raise ValueError(f"vae_ssim_weight needs frames of at least {SSIM_TAPS}x{SSIM_TAPS} "
+                             f"pixels, got {h}x{w}: set vae_ssim_weight to 0 or use larger frames")
+        x = ((recon.float() + 1) / 2).reshape(-1, 1, h, w)  # [B*3*T, 1, H, W] in 0..1
+        y = ((video + 1) / 2).reshape(-1, 1, h, w)
+        ssim = ssim_map(x, y, taps=SSIM_TAPS).mean()
+        loss = loss + ssim_weight * (1 - ssim)
+        metrics["ssim"] = ssim.detach()
     return loss, metrics
 
 
 def vae_loss(vae: nn.Module, video: torch.Tensor, noise: torch.Tensor, kl_weight: float,
-             weight: torch.Tensor | None = None, temporal_weight: float = 0.0):
-    """reconstruction_loss of a posterior sample's decoding + KL."""
+             weight: torch.Tensor | None = None, temporal_weight: float = 0.0,
+             ssim_weight: float = 0.0, reference: torch.Tensor | None = None):
+    """reconstruction_loss of a posterior sample's decoding (with ``reference`` [B, 3, H, W]
+    for a decoder that reads it) + KL."""
     posterior = vae.encode_distribution(video)
     z = posterior.mean + posterior.std * noise.to(posterior.mean.dtype)
-    loss, metrics = reconstruction_loss(vae.decode(z, normalized=False), video, weight,
-                                        temporal_weight)
+    loss, metrics = reconstruction_loss(vae.decode(z, normalized=False, reference=reference),
+                                        video, weight, temporal_weight, ssim_weight)
     kl = posterior.kl().mean() / posterior.mean[0].numel()
     return loss + kl_weight * kl, {**metrics, "kl": kl.detach()}
 
@@ -324,10 +341,12 @@ def stage_loss(modules: nn.Module, batch: dict, draws: Draws | None, stage: str,
         weight = vae_weight(batch["guidance"], config.vae_head_weight,
                             config.vae_first_frame_weight, config.vae_mouth_weight)
         if stage == "vae_decoder_sampled":
-            return reconstruction_loss(modules.vae.decode(batch["decode_latent"]),
-                                       batch["video"], weight, config.vae_temporal_weight)
+            decoded = modules.vae.decode(batch["decode_latent"], reference=batch.get("reference"))
+            return reconstruction_loss(decoded, batch["video"], weight,
+                                       config.vae_temporal_weight, config.vae_ssim_weight)
         return vae_loss(modules.vae, batch["video"], draws.noise, config.vae_kl_weight, weight,
-                        config.vae_temporal_weight)
+                        config.vae_temporal_weight, config.vae_ssim_weight,
+                        batch.get("reference"))
     if stage in DIT_STAGES:
         return flow_loss(modules, batch, draws, stage, config.dit_head_weight,
                          config.dit_mouth_weight)

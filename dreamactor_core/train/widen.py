@@ -3,6 +3,7 @@ a training run.
 
     python -m dreamactor_core.train.widen --model IN.safetensors --out OUT.safetensors
         [--decoder-base-channels 64] [--decoder-temporal-mix 2] [--decoder-refine 32]
+        [--decoder-reference 32]
         [--dit-depth 8] [--seed 0] [--dtype fp32|fp16|bf16]
 
 OUT decodes every latent as IN does and holds every other component unchanged, so the DiT
@@ -14,6 +15,9 @@ many earlier frames, at zero (``VAEConfig.decoder_temporal_mix``; train it with
 ``vae_decoder_sampled`` and a config that sets it, ``configs/demo_64_fs_vae_decoder_mix.json``).
 ``--decoder-refine`` gives a frame_stack decoder a full-resolution refinement head of that width,
 at zero (``VAEConfig.decoder_refine_channels``; ``configs/demo_64_fs_vae_decoder_refine.json``).
+``--decoder-reference`` gives a frame_stack decoder a head of that width that corrects each frame
+from the reference image, at zero (``VAEConfig.decoder_reference_channels``; train it with
+``vae_decoder_sampled``, which decodes with the clip's reference, and a config that sets it).
 ``--dit-depth`` gives the DiT more blocks, spread evenly between the trained ones, each a copy of
 the block before it with its gates at zero (DreamActorDiT.deepened; train with stage 3 and
 ``--set model_overrides.dit.depth=N``).
@@ -44,17 +48,19 @@ def insertion_points(depth: int, new_depth: int) -> list[int]:
 
 def widen(model_path: str | Path, out: str | Path, decoder_base_channels: int | None = None,
           seed: int = 0, dtype: str | None = None, decoder_temporal_mix: int = 0,
-          decoder_refine: int = 0, dit_depth: int = 0) -> Path:
-    if not (decoder_base_channels or decoder_temporal_mix or decoder_refine or dit_depth):
+          decoder_refine: int = 0, dit_depth: int = 0, decoder_reference: int = 0) -> Path:
+    if not (decoder_base_channels or decoder_temporal_mix or decoder_refine or dit_depth
+            or decoder_reference):
         raise ValueError("nothing to widen: give --decoder-base-channels, --decoder-temporal-mix, "
-                         "--decoder-refine and/or --dit-depth")
+                         "--decoder-refine, --decoder-reference and/or --dit-depth")
     model = DreamActorModel.load(model_path)
     if dit_depth:
         model.dit = model.dit.deepened(insertion_points(model.config.dit.depth, dit_depth))
     if decoder_base_channels:
         model.vae = widen_decoder(model.vae, decoder_base_channels, seed)
     additions = (("--decoder-temporal-mix", "decoder_temporal_mix", decoder_temporal_mix),
-                 ("--decoder-refine", "decoder_refine_channels", decoder_refine))
+                 ("--decoder-refine", "decoder_refine_channels", decoder_refine),
+                 ("--decoder-reference", "decoder_reference_channels", decoder_reference))
     for flag, field, size in additions:
         if not size:
             continue
@@ -77,6 +83,9 @@ def main(argv=None) -> int:
                         help="earlier frames each decoded frame also sees (frame_stack VAE)")
     parser.add_argument("--decoder-refine", type=int, default=0,
                         help="width of a full-resolution refinement head (frame_stack VAE)")
+    parser.add_argument("--decoder-reference", type=int, default=0,
+                        help="width of a head that corrects each frame from the reference image "
+                             "(frame_stack VAE)")
     parser.add_argument("--dit-depth", type=int, default=0,
                         help="new number of DiT blocks (more than the model has)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weight split")
@@ -86,7 +95,7 @@ def main(argv=None) -> int:
     return report_written(lambda: widen(args.model, args.out, args.decoder_base_channels,
                                         args.seed, None if args.dtype == "fp32" else args.dtype,
                                         args.decoder_temporal_mix, args.decoder_refine,
-                                        args.dit_depth))
+                                        args.dit_depth, args.decoder_reference))
 
 
 if __name__ == "__main__":

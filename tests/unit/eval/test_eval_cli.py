@@ -79,6 +79,7 @@ def test_cli_prints_the_report_as_its_last_line_and_writes_the_sheet(model_file,
     assert 0 < report["vae_psnr"] < 60
     assert 0 < report["vae_reference_psnr"] < 60
     assert 0 < report["vae_moving_psnr"] < 60
+    assert 0 < report["vae_ssim"] <= 1
     assert report["vae_mouth_error"] is None or 0 <= report["vae_mouth_error"] <= 1
     for key in ("vae_mouth_kept", "mouth_match_floor"):  # None where no frame is readable
         assert key in report and (report[key] is None or 0 <= report[key] <= 1)

@@ -144,7 +144,8 @@ def mixed(vae):
 
 
 @pytest.mark.parametrize("start, field, what", [("vae", "decoder_temporal_mix", "reach"),
-                                                 ("mixed", "decoder_refine_channels", "width")])
+                                                 ("mixed", "decoder_refine_channels", "width"),
+                                                 ("mixed", "decoder_reference_channels", "width")])
 @torch.no_grad()
 def test_an_added_decoder_part_starts_as_the_identity(request, start, field, what):
     base = request.getfixturevalue(start)
@@ -152,7 +153,9 @@ def test_an_added_decoder_part_starts_as_the_identity(request, start, field, wha
     grown = base.with_addition(field, 2)
     assert getattr(grown.config, field) == 2 and getattr(base.config, field) == 0
     assert grown.config.decoder_temporal_mix == 2  # a refiner keeps the mix it was added to
-    torch.testing.assert_close(grown.decode(z), base.decode(z), atol=1e-6, rtol=0)
+    reference = _video(1, seed=5)[:, :, 0]  # [1, 3, H, W]: read only by a reference refiner
+    torch.testing.assert_close(grown.decode(z, reference=reference), base.decode(z),
+                               atol=1e-6, rtol=0)
     torch.testing.assert_close(grown.encode(_video(9)), z, atol=0, rtol=0)  # encoder untouched
     with pytest.raises(ValueError, match=f"{what} >= 1"):
         grown.with_addition(field, 1)
@@ -168,7 +171,8 @@ def test_the_mix_reaches_back_across_latent_frames_and_never_forward(mixed):
     torch.testing.assert_close(mixed.decode(z, chunk=1), mixed.decode(z), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("field", ["decoder_temporal_mix", "decoder_refine_channels"])
+@pytest.mark.parametrize("field", ["decoder_temporal_mix", "decoder_refine_channels",
+                                   "decoder_reference_channels"])
 def test_decoder_addition_configs(field):
     assert getattr(_config(**{field: 2}), field) == 2
     with pytest.raises(ValueError, match=f"{field} must be >= 0"):
@@ -202,3 +206,29 @@ def test_a_refiner_learns_from_the_start():
 def test_a_refiner_needs_patches_to_refine():
     with pytest.raises(ValueError, match="patch_size >= 2"):
         _config(patch_size=1, channel_mults=(1, 2, 4), decoder_refine_channels=8)
+
+
+@torch.no_grad()
+def test_a_trained_reference_refiner_reads_the_reference_where_it_is_given(mixed):
+    z = mixed.encode(_video(9))
+    grown = mixed.with_addition("decoder_reference_channels", 4)
+    assert grown.uses_reference and not mixed.uses_reference
+    for p in grown.decoder.reference.parameters():  # a trained refiner
+        p.add_(torch.randn_like(p) * 0.05)
+    ref_a, ref_b = _video(1, seed=5)[:, :, 0], _video(1, seed=6)[:, :, 0]
+    plain = mixed.decode(z)
+    torch.testing.assert_close(grown.decode(z), plain, atol=1e-6, rtol=0)  # no reference given
+    with_a, with_b = grown.decode(z, reference=ref_a), grown.decode(z, reference=ref_b)
+    assert with_a.shape == plain.shape
+    assert (with_a - plain).abs().mean() > 1e-3 and (with_a - with_b).abs().mean() > 1e-4
+    torch.testing.assert_close(grown.decode(z, chunk=1, reference=ref_a), with_a, atol=1e-5, rtol=0)
+    for bad in (ref_a[:, :, :8], ref_a[:, :2], ref_a[0], torch.cat([ref_a, ref_b])):
+        with pytest.raises(ValueError, match=r"reference must be \[B, 3, H, W\] = \[1, 3, 16, 16\]"):
+            grown.decode(z, reference=bad)
+
+
+def test_a_reference_refiner_learns_from_the_start():
+    vae = FrameStackVAE(_config(decoder_reference_channels=4))
+    reference = _video(1, seed=5)[:, :, 0]
+    vae.decode(vae.encode(_video(5)), reference=reference).square().mean().backward()
+    assert vae.decoder.reference.conv_out.weight.grad.abs().sum() > 0

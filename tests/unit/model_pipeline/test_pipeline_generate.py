@@ -217,3 +217,26 @@ def test_unstitched_segments_stitch_to_the_same_video(model):
     assert [v.shape[0] for v in parts.segment_videos] == [s.length for s in parts.segments]
     joined = stitch_segments(parts.segment_videos, parts.segments, reference=ref)
     assert torch.equal(joined, whole.frames)
+
+
+@pytest.mark.parametrize("uses_reference", [False, True])
+def test_the_decoder_gets_the_reference_image_when_it_reads_one(make_model, inputs, monkeypatch,
+                                                                uses_reference):
+    model = make_model()
+    ref, maps, tokens = inputs
+    given = []  # the reference of every decode call
+    decode = type(model.vae).decode
+
+    def spy(self, latent, chunk=None, normalized=True, reference=None):
+        given.append(reference)
+        return decode(self, latent, chunk=chunk, normalized=normalized)
+
+    monkeypatch.setattr(type(model.vae), "decode", spy)
+    monkeypatch.setattr(type(model.vae), "uses_reference", property(lambda self: uses_reference))
+    generate(model, ref, maps, tokens, steps=1, seed=3)
+    assert len(given) == 3  # one decode per segment
+    for reference in given:
+        if uses_reference:
+            torch.testing.assert_close(reference, rearrange(ref, "h w c -> 1 c h w") * 2 - 1)
+        else:
+            assert reference is None

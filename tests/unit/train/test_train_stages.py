@@ -445,7 +445,7 @@ def test_temporal_weight_reaches_the_decoder_sampled_loss(tiny_config):
              "decode_latent": torch.randn(1, 4, 2, 4, 4)}
 
     class Decoder(torch.nn.Module):
-        def decode(self, latent):  # the truth, with a jump at the second latent frame
+        def decode(self, latent, reference=None):  # the truth, jumping at the second latent frame
             out = video.clone()
             out[:, :, 1:] += 0.3
             return out
@@ -458,7 +458,67 @@ def test_temporal_weight_reaches_the_decoder_sampled_loss(tiny_config):
     assert float(weighted - plain) == pytest.approx(2.0 * 0.3 / 4, rel=1e-4)
 
 
+@pytest.mark.parametrize("name", ["vae_temporal_weight", "vae_ssim_weight"])
 @pytest.mark.parametrize("bad", [-0.5, float("nan")])
-def test_temporal_weight_must_be_a_number_at_least_zero(tiny_config, bad):
-    with pytest.raises(ValueError, match="vae_temporal_weight"):
-        tiny_config(vae_temporal_weight=bad)
+def test_temporal_and_ssim_weights_must_be_numbers_at_least_zero(tiny_config, name, bad):
+    with pytest.raises(ValueError, match=name):
+        tiny_config(**{name: bad})
+
+
+def test_ssim_weight_adds_one_minus_the_eval_ssim_and_reaches_the_decoder(tiny_config):
+    from dreamactor_core.eval.metrics import ssim
+    from dreamactor_core.train.stages import reconstruction_loss, stage_loss
+
+    gen = torch.Generator().manual_seed(0)
+    video = torch.rand(1, 3, 5, 16, 16, generator=gen) * 2 - 1  # [B, 3, T, H, W] in -1..1
+    blurred = torch.nn.functional.avg_pool3d(video, (1, 3, 3), stride=1, padding=(0, 1, 1),
+                                             count_include_pad=False).requires_grad_()
+    plain, _ = reconstruction_loss(blurred, video)
+    weighted, metrics = reconstruction_loss(blurred, video, ssim_weight=2.0)
+    as_frames = lambda v: ((v.detach()[0].permute(1, 2, 3, 0) + 1) / 2).numpy()  # [T, H, W, 3]
+    expected = ssim(as_frames(blurred), as_frames(video))
+    assert expected < 0.5  # blur destroys the noise's structure
+    assert float(metrics["ssim"]) == pytest.approx(expected, abs=1e-5)
+    assert (weighted - plain).item() == pytest.approx(2.0 * (1 - expected), rel=1e-4)
+    weighted.backward()
+    assert blurred.grad is not None and blurred.grad.abs().sum() > 0
+    _, exact = reconstruction_loss(video, video, ssim_weight=1.0)
+    assert float(exact["ssim"]) == pytest.approx(1.0, abs=1e-5)
+
+    batch = {"video": video, "guidance": torch.zeros(1, 6, 5, 16, 16),
+             "decode_latent": torch.randn(1, 4, 2, 4, 4)}
+    modules = torch.nn.Module()
+    modules.vae = type("Decoder", (torch.nn.Module,), {"decode": lambda self, z, reference=None: blurred})()
+    plain, _ = stage_loss(modules, batch, None, "vae_decoder_sampled", tiny_config())
+    weighted, _ = stage_loss(modules, batch, None, "vae_decoder_sampled",
+                             tiny_config(vae_ssim_weight=0.5))
+    assert (weighted - plain).item() == pytest.approx(0.5 * (1 - expected), rel=1e-4)
+
+
+def test_ssim_weight_on_frames_smaller_than_its_window_names_the_setting():
+    from dreamactor_core.train.stages import reconstruction_loss
+
+    video = torch.zeros(1, 3, 1, 8, 8)
+    with pytest.raises(ValueError, match="vae_ssim_weight.*11x11.*8x8"):
+        reconstruction_loss(video, video, ssim_weight=1.0)
+    reconstruction_loss(video, video)  # without the weight, any size
+
+
+def test_the_decoder_stages_decode_with_the_clips_reference(tiny_config):
+    from dreamactor_core.train.stages import stage_loss
+
+    video = torch.rand(2, 3, 5, 16, 16) * 2 - 1
+    reference = torch.rand(2, 3, 16, 16) * 2 - 1
+    batch = {"video": video, "guidance": torch.zeros(2, 6, 5, 16, 16), "reference": reference,
+             "decode_latent": torch.randn(2, 4, 2, 4, 4)}
+    given = []
+
+    class Decoder(torch.nn.Module):
+        def decode(self, latent, reference=None):
+            given.append(reference)
+            return video
+
+    modules = torch.nn.Module()
+    modules.vae = Decoder()
+    loss, _ = stage_loss(modules, batch, None, "vae_decoder_sampled", tiny_config())
+    assert float(loss) == 0.0 and given[0] is reference

@@ -107,6 +107,14 @@ def test_a_frame_stack_decoder_gets_a_refiner_and_a_mix_in_one_call(tmp_path, ti
         load_init(build_modules(_frame_stack_config(tiny_config, 2)), out)
     _refused(capsys, tmp_path, ["--model", str(out), "--decoder-refine", "4"],
              "decoder_refine_channels: this decoder has width 4")
+    with_ref = tmp_path / "reference.safetensors"
+    assert widen_cli.main(["--model", str(out), "--out", str(with_ref),
+                           "--decoder-reference", "4"]) == 0
+    grown = DreamActorModel.load(with_ref)
+    assert grown.config.vae.decoder_reference_channels == 4 and grown.vae.uses_reference
+    reference = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    torch.testing.assert_close(grown.vae.decode(z, reference=reference), plain.vae.decode(z),
+                               atol=1e-6, rtol=0)
 
 
 def test_added_dit_blocks_are_spread_between_the_trained_ones():
