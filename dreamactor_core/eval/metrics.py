@@ -113,6 +113,9 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5,
              taps: int = 11) -> torch.Tensor:
     """Gaussian-window SSIM map of x against y [N, 1, H, W] (0..1), over the "valid" region
     [N, 1, H-taps+1, W-taps+1]; differentiable, so training can use 1 - its mean as a loss."""
+    if min(x.shape[-2:]) < taps:
+        raise ValueError(f"SSIM needs frames of at least {taps}x{taps} pixels, got "
+                         f"{x.shape[-2]}x{x.shape[-1]}")
     g = _gaussian_window(sigma, taps).to(x)
 
     def blur(z: torch.Tensor) -> torch.Tensor:  # separable  # [N, 1, H', W']
@@ -130,9 +133,6 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5,
 def ssim(pred, target, sigma: float = 1.5, taps: int = 11) -> float:
     """Mean gaussian-window SSIM over frames and channels (module docstring)."""
     p, t = _pair(pred, target)
-    if min(p.shape[1:3]) < taps:
-        raise ValueError(f"frames are {p.shape[1]}x{p.shape[2]}; SSIM needs at least "
-                         f"{taps}x{taps} pixels")
     x = torch.from_numpy(p).float().permute(0, 3, 1, 2).reshape(-1, 1, *p.shape[1:3])
     y = torch.from_numpy(t).float().permute(0, 3, 1, 2).reshape(-1, 1, *t.shape[1:3])
     return float(ssim_map(x, y, sigma, taps).double().mean())

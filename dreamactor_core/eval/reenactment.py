@@ -50,7 +50,7 @@ import torch
 
 from ..model.bundle import DreamActorModel
 from ..model.motion_tokens import encode_audio, encode_face_crops
-from ..model.pipeline import GUIDANCE_SCALE, SHIFT, generate
+from ..model.pipeline import GUIDANCE_SCALE, SHIFT, decode_frames, generate
 from ..synthetic.clip import (SyntheticClip, make_clip, render_driver, render_reference,
                               rerender_clip)
 from ..train.datasets import guidance_maps, head_box_crops
@@ -134,12 +134,8 @@ def vae_reconstruction(model: DreamActorModel, truth: np.ndarray,
     pipeline decodes."""
     video = torch.from_numpy(truth).to(model.device, model.dtype)
     video = video.permute(3, 0, 1, 2)[None] * 2 - 1  # [1, 3, T, H, W]
-    ref = None
-    if reference is not None:
-        ref = torch.from_numpy(reference).to(model.device, model.dtype)
-        ref = ref.permute(2, 0, 1)[None] * 2 - 1  # [1, 3, H, W]
-    recon = model.vae.decode(model.vae.encode(video), reference=ref)  # [1, 3, T, H, W]
-    return ((recon[0].float().permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1).cpu().numpy()
+    ref = None if reference is None else torch.from_numpy(reference)
+    return decode_frames(model, model.vae.encode(video), None, ref).numpy()
 
 
 def mouth_renders(clip: SyntheticClip, seed: int, levels) -> np.ndarray:

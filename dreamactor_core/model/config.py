@@ -106,26 +106,15 @@ class VAEConfig:
         if self.architecture not in VAE_ARCHITECTURES:
             raise ValueError(f"VAEConfig.architecture must be one of {VAE_ARCHITECTURES}, got "
                              f"{self.architecture!r}")
-        if int(self.decoder_temporal_mix) < 0:
-            raise ValueError(f"VAEConfig.decoder_temporal_mix must be >= 0 (earlier frames each "
-                             f"decoded frame sees), got {self.decoder_temporal_mix}")
-        if self.decoder_temporal_mix and self.architecture != "frame_stack":
-            raise ValueError("VAEConfig.decoder_temporal_mix needs the frame_stack VAE (the "
-                             "causal3d decoder mixes frames already); set it to 0")
-        if int(self.decoder_refine_channels) < 0:
-            raise ValueError(f"VAEConfig.decoder_refine_channels must be >= 0 (0: no refinement "
-                             f"head), got {self.decoder_refine_channels}")
-        if self.decoder_refine_channels and (self.architecture != "frame_stack"
-                                             or self.patch_size < 2):
-            raise ValueError("VAEConfig.decoder_refine_channels needs the frame_stack VAE with "
-                             "patch_size >= 2 (a decoder whose last level runs below the frame "
-                             "size); set it to 0")
-        if int(self.decoder_reference_channels) < 0:
-            raise ValueError(f"VAEConfig.decoder_reference_channels must be >= 0 (0: no "
-                             f"reference head), got {self.decoder_reference_channels}")
-        if self.decoder_reference_channels and self.architecture != "frame_stack":
-            raise ValueError("VAEConfig.decoder_reference_channels needs the frame_stack VAE; "
-                             "set it to 0")
+        for name in DECODER_ADDITIONS:  # each a size, 0 for none, of a frame_stack decoder part
+            value = int(getattr(self, name))
+            if value < 0:
+                raise ValueError(f"VAEConfig.{name} must be >= 0 (0: none), got {value}")
+            if value and self.architecture != "frame_stack":
+                raise ValueError(f"VAEConfig.{name} needs the frame_stack VAE; set it to 0")
+        if self.decoder_refine_channels and self.patch_size < 2:
+            raise ValueError("VAEConfig.decoder_refine_channels needs patch_size >= 2 (a decoder "
+                             "whose last level runs below the frame size); set it to 0")
         if self.architecture == "frame_stack":
             if self.latent_channels % self.temporal_factor:
                 raise ValueError(f"VAEConfig.latent_channels ({self.latent_channels}) must be a "

@@ -44,8 +44,6 @@ from ..synthetic.kinematics import FACE_POINTS
 from .config import STAGES, TrainConfig
 from .datasets import stable_seed
 
-SSIM_TAPS = 11  # the eval's SSIM window (metrics.ssim)
-
 DIT_STAGES = ("1", "2", "3")
 MOUTH_DIRECTION = FACE_POINTS["mouth"]  # unit vector, head frame
 MOUTH_CAP_COS = 0.9  # ~26 degrees around it: the mouth and lips at any opening and width
@@ -237,12 +235,13 @@ def reconstruction_loss(recon: torch.Tensor, video: torch.Tensor,
         metrics["temporal"] = temporal.detach()
     if ssim_weight:
         h, w = video.shape[-2:]
-        if min(h, w) < SSIM_TAPS:
-            raise ValueError(f"vae_ssim_weight needs frames of at least {SSIM_TAPS}x{SSIM_TAPS} "
-                             f"pixels, got {h}x{w}: set vae_ssim_weight to 0 or use larger frames")
         x = ((recon.float() + 1) / 2).reshape(-1, 1, h, w)  # [B*3*T, 1, H, W] in 0..1
         y = ((video + 1) / 2).reshape(-1, 1, h, w)
-        ssim = ssim_map(x, y, taps=SSIM_TAPS).mean()
+        try:
+            ssim = ssim_map(x, y).mean()
+        except ValueError as err:
+            raise ValueError(f"vae_ssim_weight: {err}; set vae_ssim_weight to 0 or use larger "
+                             f"frames") from None
         loss = loss + ssim_weight * (1 - ssim)
         metrics["ssim"] = ssim.detach()
     return loss, metrics
