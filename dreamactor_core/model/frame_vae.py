@@ -114,17 +114,19 @@ class ReferenceRefiner(nn.Module):
     """Full-resolution correction of each decoded frame from the reference image it animates.
     The latent (4 channels per 4x4 patch) cannot carry fine texture, but the reference has it:
     on a still camera most of every frame, the background, is the reference's own pixels. A few
-    convolutions over (frame, reference, their difference) learn where the two agree and copy
-    the reference's detail there. Local by design (receptive field 13 px): it sharpens what
-    stands still, it does not warp what moved. The output conv starts at zero, so a refiner
-    added to a trained decoder decodes as before."""
+    convolutions over (frame, reference, their difference) give, per pixel, a gate that pulls
+    the frame towards the reference and a residual: ``frame + tanh(g) * (reference - frame) +
+    residual``. Copying is one multiplication, so the head learns where frame and reference
+    agree instead of having to build the copy from its features. Local by design (receptive field 13 px): it sharpens what stands still, it does not
+    warp what moved. The output conv starts at zero (gate 0, residual 0), so a refiner added to a
+    trained decoder decodes as before."""
 
     def __init__(self, width: int):
         super().__init__()
         self.conv_in = nn.Conv2d(9, width, 3, padding=1)
         self.blocks = nn.Sequential(ResBlock2d(width, width), ResBlock2d(width, width))
         self.norm_out = ChannelRMSNorm(width)
-        self.conv_out = nn.Conv2d(width, 3, 3, padding=1)
+        self.conv_out = nn.Conv2d(width, 4, 3, padding=1)  # residual (3), gate (1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
@@ -132,7 +134,9 @@ class ReferenceRefiner(nn.Module):
         # frames, reference: [N, 3, H, W] (the reference repeated per frame) -> [N, 3, H, W]
         h = self.conv_in(torch.cat([frames, reference, frames - reference], dim=1))
         h = self.blocks(h)  # [N, width, H, W]
-        return frames + self.conv_out(F.silu(self.norm_out(h)))
+        residual, gate = self.conv_out(F.silu(self.norm_out(h))).split([3, 1], dim=1)
+        # tanh: 0 at the zero start with a gradient there (a clamp to 0..1 would pass none)
+        return frames + torch.tanh(gate) * (reference - frames) + residual
 
 
 class FrameEncoder(nn.Module):

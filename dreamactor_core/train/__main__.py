@@ -18,7 +18,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      description="Train a DreamActor model, one stage at a time.")
     parser.add_argument("--config", help="TrainConfig JSON file (defaults for missing keys)")
     parser.add_argument("--stage", required=True, choices=list(STAGES) + ["0"],
-                        help="vae (= 0), vae_decoder, vae_decoder_sampled, 1, 2, 3 or audio")
+                        help="vae (= 0), vae_decoder, vae_decoder_sampled, vae_reference, 1, 2, 3 or audio")
     parser.add_argument("--steps", type=int, required=True,
                         help="total optimizer steps of this stage (a resumed run continues to it)")
     parser.add_argument("--out", required=True, help="run folder: checkpoints/, metrics.csv")

@@ -35,7 +35,7 @@ def growth_overrides(config: ModelConfig) -> list[str]:
             f"model_overrides.dit.depth={config.dit.depth}"]
 
 
-STAGES = ("vae", "vae_decoder", "vae_decoder_sampled", "1", "2", "3", "audio")
+STAGES = ("vae", "vae_decoder", "vae_decoder_sampled", "vae_reference", "1", "2", "3", "audio")
 LR_SCHEDULES = ("constant", "cosine")
 MIXED_PRECISION = ("auto", "bf16", "no")
 

@@ -9,6 +9,10 @@
                                                        the latent the frozen model samples for
                                                        the clip (or, for a share of the samples,
                                                        the clip's own latent)
+    vae_reference  the decoder's reference head only    as vae_decoder_sampled; the rest of the
+                   (decoder_reference_channels)         decoder stays as it is, so its new head
+                                                       can learn fast (a high lr) without
+                                                       shaking what the decoder knows
     1       DiT (minus face attention) + pose encoder  flow matching, no face tokens
     2       face-motion encoder + DiT face attention   flow matching with face tokens
     3       DiT + pose encoder + face-motion encoder   flow matching with face tokens
@@ -45,6 +49,8 @@ from .config import STAGES, TrainConfig
 from .datasets import stable_seed
 
 DIT_STAGES = ("1", "2", "3")
+SAMPLED_STAGES = ("vae_decoder_sampled", "vae_reference")  # decode what the frozen model samples
+VAE_STAGES = ("vae", "vae_decoder") + SAMPLED_STAGES
 MOUTH_DIRECTION = FACE_POINTS["mouth"]  # unit vector, head frame
 MOUTH_CAP_COS = 0.9  # ~26 degrees around it: the mouth and lips at any opening and width
 
@@ -79,6 +85,8 @@ def trainable_names(modules: nn.Module, stage: str) -> set[str]:
             keep = component == "vae"
         elif stage in ("vae_decoder", "vae_decoder_sampled"):
             keep = name.startswith("vae.decoder.")
+        elif stage == "vae_reference":
+            keep = name.startswith("vae.decoder.reference.")
         elif stage == "1":
             keep = component == "pose_encoder" or (component == "dit" and name not in face_attn)
         elif stage == "2":
@@ -263,8 +271,8 @@ def vae_loss(vae: nn.Module, video: torch.Tensor, noise: torch.Tensor, kl_weight
 @torch.no_grad()
 def sampled_latents(modules: nn.Module, batch: dict, config: TrainConfig,
                     step: int, positions: list[int]) -> dict:
-    """The batch plus ``decode_latent`` [B, C, T', h, w]: what the vae_decoder_sampled stage
-    decodes. Per sample, with probability ``config.sampled_true_fraction`` the clip's own
+    """The batch plus ``decode_latent`` [B, C, T', h, w]: what the SAMPLED_STAGES decode. Per
+    sample, with probability ``config.sampled_true_fraction`` the clip's own
     (normalised posterior-mean) latent; otherwise the latent the frozen model samples for the
     clip as the pipeline samples a first segment: reference latent + pose latent of the clip's
     skeleton / head-sphere maps + its face-motion tokens, Euler over ``config.sampled_steps``
@@ -336,10 +344,10 @@ def stage_loss(modules: nn.Module, batch: dict, draws: Draws | None, stage: str,
                config: TrainConfig):
     """(scalar loss, dict of detached extra metrics) for one local batch."""
     stage = check_stage(stage)
-    if stage in ("vae", "vae_decoder", "vae_decoder_sampled"):
+    if stage in VAE_STAGES:
         weight = vae_weight(batch["guidance"], config.vae_head_weight,
                             config.vae_first_frame_weight, config.vae_mouth_weight)
-        if stage == "vae_decoder_sampled":
+        if stage in SAMPLED_STAGES:
             decoded = modules.vae.decode(batch["decode_latent"], reference=batch.get("reference"))
             return reconstruction_loss(decoded, batch["video"], weight,
                                        config.vae_temporal_weight, config.vae_ssim_weight)

@@ -34,8 +34,8 @@ from .datasets import SyntheticClipDataset, collate
 from .distributed import (DistContext, StepBatchSampler, barrier, init_distributed,
                           local_positions, mean_across_ranks, wrap_model)
 from .modules import COMPONENTS, TrainModules, build_modules, estimate_latent_stats
-from .stages import (DIT_STAGES, check_stage, freeze_for_stage, latent_shape, make_draws,
-                     sampled_latents)
+from .stages import (DIT_STAGES, SAMPLED_STAGES, check_stage, freeze_for_stage, latent_shape,
+                     make_draws, sampled_latents)
 
 CSV_FIELDS = ("step", "stage", "loss", "lr", "grad_norm", "samples_per_s", "skipped_total",
               "skipped")
@@ -184,16 +184,21 @@ class Trainer:
                              "trained model (a fresh DiT's zero-initialised output passes no "
                              "gradient to them): start it from a previous stage with "
                              "--init RUN_DIR")
-        if self.stage == "vae_decoder_sampled" and not init_from and not resume:
-            raise ValueError("stage vae_decoder_sampled decodes what a trained model samples: "
+        if self.stage in SAMPLED_STAGES and not init_from and not resume:
+            raise ValueError(f"stage {self.stage} decodes what a trained model samples: "
                              "start it from one with --init MODEL_OR_RUN")
         self.modules = build_modules(config, self.ctx.device)
         if init_from:
             load_inits(self.modules, init_from, init_partial)
-        if (self.stage == "vae_decoder_sampled" and init_from
+        if (self.stage in SAMPLED_STAGES and init_from
                 and not self.modules.vae.has_latent_stats):
-            raise ValueError("stage vae_decoder_sampled: the --init model has no latent mean/std "
+            raise ValueError(f"stage {self.stage}: the --init model has no latent mean/std "
                              "(its DiT never trained on this VAE); run a DiT stage first")
+        if self.stage == "vae_reference" and not self.modules.vae.uses_reference:
+            raise ValueError("stage vae_reference trains the decoder's reference head, and this "
+                             "model's decoder has none: add one with python -m "
+                             "dreamactor_core.train.widen --decoder-reference WIDTH (or set "
+                             "model_overrides.vae.decoder_reference_channels)")
         self.trainable = freeze_for_stage(self.modules, self.stage)
         if dataset is None:
             dataset = make_dataset(config, self.stage, self.ctx)
@@ -393,7 +398,7 @@ class Trainer:
         try:
             for batch in self._loader():
                 batch = self._to_device(batch)  # once for all its data_echo steps
-                if self.stage == "vae_decoder_sampled":  # the frozen model samples, once too
+                if self.stage in SAMPLED_STAGES:  # the frozen model samples, once too
                     positions = local_positions(self.step, self.config.batch_size, self.ctx)
                     batch = sampled_latents(self.modules, batch, self.config, self.step, positions)
                 for _ in range(self._steps_on_batch()):

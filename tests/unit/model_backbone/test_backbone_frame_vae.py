@@ -227,6 +227,24 @@ def test_a_trained_reference_refiner_reads_the_reference_where_it_is_given(mixed
             grown.decode(z, reference=bad)
 
 
+@torch.no_grad()
+def test_the_reference_refiners_gate_pulls_the_frame_to_the_reference():
+    from dreamactor_core.model.frame_vae import ReferenceRefiner
+
+    refiner = ReferenceRefiner(4)
+    frames, reference = _video(1, seed=3)[:, :, 0], _video(1, seed=4)[:, :, 0]  # [1, 3, 16, 16]
+    torch.testing.assert_close(refiner(frames, reference), frames, atol=0, rtol=0)  # zero start
+    refiner.conv_out.bias[3] = 20.0  # gate tanh(20) = 1: the reference itself
+    torch.testing.assert_close(refiner(frames, reference), reference, atol=1e-6, rtol=0)
+    refiner.conv_out.bias[3] = torch.atanh(torch.tensor(0.25))  # a quarter of the way there
+    torch.testing.assert_close(refiner(frames, reference), frames + 0.25 * (reference - frames),
+                               atol=1e-6, rtol=0)
+    refiner.conv_out.bias[:] = torch.tensor([0.1, -0.2, 0.3, 0.0])  # no gate: the residual
+    torch.testing.assert_close(refiner(frames, reference),
+                               frames + torch.tensor([0.1, -0.2, 0.3])[None, :, None, None],
+                               atol=1e-6, rtol=0)
+
+
 def test_a_reference_refiner_learns_from_the_start():
     vae = FrameStackVAE(_config(decoder_reference_channels=4))
     reference = _video(1, seed=5)[:, :, 0]
