@@ -117,9 +117,10 @@ class ReferenceRefiner(nn.Module):
     convolutions over (frame, reference, their difference) give, per pixel, a gate that pulls
     the frame towards the reference and a residual: ``frame + tanh(g) * (reference - frame) +
     residual``. Copying is one multiplication, so the head learns where frame and reference
-    agree instead of having to build the copy from its features. Local by design (receptive field 13 px): it sharpens what stands still, it does not
-    warp what moved. The output conv starts at zero (gate 0, residual 0), so a refiner added to a
-    trained decoder decodes as before."""
+    agree instead of having to build the copy from its features. Local by design (receptive
+    field 13 px): it sharpens what stands still, it does not warp what moved (where the
+    reference's own limbs lay, a faint trace of them can stay). The output conv starts at zero
+    (gate 0, residual 0), so a refiner added to a trained decoder decodes as before."""
 
     def __init__(self, width: int):
         super().__init__()

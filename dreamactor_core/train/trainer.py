@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from ..model.weights import load_component, load_component_partial, read_config
 from . import checkpoint as ckpt
-from .config import TrainConfig
+from .config import TrainConfig, growth_overrides
 from .datasets import SyntheticClipDataset, collate
 from .distributed import (DistContext, StepBatchSampler, barrier, init_distributed,
                           local_positions, mean_across_ranks, wrap_model)
@@ -106,6 +106,8 @@ def load_init(modules: TrainModules, path: str | Path, components: list[str] | N
         raise ValueError(f"--init {path} holds none of the components {COMPONENTS}")
     if "dit" in loaded:
         warn_if_clean_context_dropped(modules, path)
+    if not partial:
+        check_grown_parts(modules, path, loaded)
     for name in loaded:
         if not partial:
             load_component(path, name, getattr(modules, name))
@@ -131,6 +133,21 @@ def warn_if_clean_context_dropped(modules: TrainModules, path: Path) -> None:
                       "lacks it, so the exported model will not use it; set "
                       '"model_overrides": {"dit": {"clean_context": true}} (or p_clean_first > 0)',
                       RuntimeWarning, stacklevel=3)
+
+
+def check_grown_parts(modules: TrainModules, path: Path, loaded: list[str]) -> None:
+    """A file that ``train.widen`` grew (decoder parts, DiT depth) fits only a run whose config
+    gives the same sizes; name the ``--set`` overrides that make it fit, before the strict load
+    fails on the first extra or missing tensor."""
+    try:
+        stored = read_config(path)
+    except ValueError:  # a file without a stored config: the strict load speaks for itself
+        return
+    wanted = [o for o, mine in zip(growth_overrides(stored), growth_overrides(modules.model_config))
+              if o != mine and o.split(".")[1] in loaded]  # model_overrides.<component>.<field>
+    if wanted:
+        raise ValueError(f"--init {path}: its model has decoder parts or a DiT depth this run's "
+                         f"config does not give; add {' '.join('--set ' + o for o in wanted)}")
 
 
 def load_inits(modules: TrainModules, specs, partial: bool = False) -> list[str]:

@@ -103,8 +103,8 @@ def test_a_frame_stack_decoder_gets_a_refiner_and_a_mix_in_one_call(tmp_path, ti
     z = torch.randn(1, 4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(grown.vae.decode(z), plain.vae.decode(z), atol=1e-6, rtol=0)
     assert "vae" in load_init(build_modules(_frame_stack_config(tiny_config, 2, 4)), out)
-    with pytest.raises(ValueError, match="refine"):  # the run config must say the width
-        load_init(build_modules(_frame_stack_config(tiny_config, 2)), out)
+    with pytest.raises(ValueError, match=r"add --set model_overrides\.vae\.decoder_refine_channels=4$"):
+        load_init(build_modules(_frame_stack_config(tiny_config, 2)), out)  # the run must say it
     _refused(capsys, tmp_path, ["--model", str(out), "--decoder-refine", "4"],
              "decoder_refine_channels: this decoder has width 4")
     with_ref = tmp_path / "reference.safetensors"
@@ -115,6 +115,10 @@ def test_a_frame_stack_decoder_gets_a_refiner_and_a_mix_in_one_call(tmp_path, ti
     reference = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
     torch.testing.assert_close(grown.vae.decode(z, reference=reference), plain.vae.decode(z),
                                atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match=r"add --set model_overrides\.vae\.decoder_reference_channels=4$"):
+        load_init(build_modules(_frame_stack_config(tiny_config, 2, 4)), with_ref)
+    # only the components loaded must fit: the DiT alone loads into a run without the head
+    assert load_init(build_modules(_frame_stack_config(tiny_config, 2)), with_ref, ["dit"]) == ["dit"]
 
 
 def test_added_dit_blocks_are_spread_between_the_trained_ones():
