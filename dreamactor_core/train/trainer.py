@@ -104,10 +104,14 @@ def load_init(modules: TrainModules, path: str | Path, components: list[str] | N
               if name in present and (components is None or name in components)]
     if not loaded:
         raise ValueError(f"--init {path} holds none of the components {COMPONENTS}")
-    if "dit" in loaded:
-        warn_if_clean_context_dropped(modules, path)
-    if not partial:
-        check_grown_parts(modules, path, loaded)
+    try:
+        stored = read_config(path)
+    except ValueError:  # a file without a stored config: the strict load speaks for itself
+        stored = None
+    if stored is not None and "dit" in loaded:
+        warn_if_clean_context_dropped(modules, path, stored)
+    if stored is not None and not partial:
+        check_grown_parts(modules, path, stored, loaded)
     for name in loaded:
         if not partial:
             load_component(path, name, getattr(modules, name))
@@ -119,30 +123,22 @@ def load_init(modules: TrainModules, path: str | Path, components: list[str] | N
     return loaded
 
 
-def warn_if_clean_context_dropped(modules: TrainModules, path: Path) -> None:
+def warn_if_clean_context_dropped(modules: TrainModules, path: Path, stored) -> None:
     """A run exports its own config: a DiT trained to continue from a clean first latent, loaded
     into a run whose config lacks ``dit.clean_context`` (``p_clean_first`` 0, e.g. a decoder-only
     recipe), would come out marked as not trained for it, and the pipeline would sample its
     continued segments on the noised path instead."""
-    try:
-        stored = read_config(path).dit.clean_context
-    except ValueError:  # a file without a stored config: nothing to compare with
-        return
-    if stored and not modules.model_config.dit.clean_context:
+    if stored.dit.clean_context and not modules.model_config.dit.clean_context:
         warnings.warn(f"--init {path}: its DiT was trained with clean context but this run's config "
                       "lacks it, so the exported model will not use it; set "
                       '"model_overrides": {"dit": {"clean_context": true}} (or p_clean_first > 0)',
                       RuntimeWarning, stacklevel=3)
 
 
-def check_grown_parts(modules: TrainModules, path: Path, loaded: list[str]) -> None:
+def check_grown_parts(modules: TrainModules, path: Path, stored, loaded: list[str]) -> None:
     """A file that ``train.widen`` grew (decoder parts, DiT depth) fits only a run whose config
     gives the same sizes; name the ``--set`` overrides that make it fit, before the strict load
-    fails on the first extra or missing tensor."""
-    try:
-        stored = read_config(path)
-    except ValueError:  # a file without a stored config: the strict load speaks for itself
-        return
+    fails on the first extra or missing tensor. ``stored``: the file's ModelConfig."""
     wanted = [o for o, mine in zip(growth_overrides(stored), growth_overrides(modules.model_config))
               if o != mine and o.split(".")[1] in loaded]  # model_overrides.<component>.<field>
     if wanted:
