@@ -121,6 +121,27 @@ def test_a_frame_stack_decoder_gets_a_refiner_and_a_mix_in_one_call(tmp_path, ti
     assert load_init(build_modules(_frame_stack_config(tiny_config, 2)), with_ref, ["dit"]) == ["dit"]
 
 
+
+def test_the_added_parts_random_init_follows_the_seed(tmp_path, tiny_config):
+    config = _frame_stack_config(tiny_config)
+    plain = DreamActorModel.from_config(config.model_config(), config.face_motion_config(),
+                                        config.audio_motion_config())
+    source = plain.save(tmp_path / "fs.safetensors")
+
+    def head(seed: int, name: str) -> dict[str, torch.Tensor]:
+        out = tmp_path / name
+        torch.rand(7)  # whatever the global generator did before must not matter
+        assert widen_cli.main(["--model", str(source), "--out", str(out), "--decoder-reference", "4",
+                               "--seed", str(seed)]) == 0
+        return {k: v for k, v in DreamActorModel.load(out).vae.state_dict().items()
+                if k.startswith("decoder.reference.")}
+
+    first, again, other = head(0, "a.safetensors"), head(0, "b.safetensors"), head(1, "c.safetensors")
+    weight = "decoder.reference.conv_in.weight"
+    assert first[weight].abs().max() > 0  # a random start, not zeros
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first[weight], other[weight])
+
 def test_added_dit_blocks_are_spread_between_the_trained_ones():
     assert widen_cli.insertion_points(6, 8) == [1, 3]
     assert widen_cli.insertion_points(6, 7) == [2]
