@@ -91,6 +91,11 @@ def table(summary: dict) -> str:
                  f"{_fmt(summary.get('mouth_match_floor'))}")
     lines.append(f"latent_jump of the ground truth {_fmt(summary.get('truth_latent_jump'))}, "
                  f"of the VAE reconstruction {_fmt(summary.get('vae_latent_jump'))}")
+    per_draw = summary.get("per_draw", {}).get("video", {})
+    if len(per_draw.get("psnr", [])) > 1:
+        spans = ", ".join(f"{key} {_fmt(min(v))}..{_fmt(max(v))}" for key, v in per_draw.items()
+                          if None not in v)
+        lines.append(f"video driver over {len(per_draw['psnr'])} draws (each draw's mean): {spans}")
     for name, bar in summary["bars"].items():
         ok = "PASS" if summary["meets"][name] else "fail"
         lines.append(f"  {ok} {name} {bar['op']} {_fmt(bar['value'])}")
@@ -120,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--solver", default=defaults.solver)
     parser.add_argument("--shift", type=float, default=defaults.shift)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--draws", type=int, default=defaults.draws,
+                        help="samples per clip and driver with different noise; every figure is "
+                             "their mean and per_draw in the report gives each draw's (N times "
+                             "the generation time)")
     parser.add_argument("--mean-clips", type=int, default=defaults.mean_clips)
     parser.add_argument("--out", default="eval_out", help="folder for report.json and sheet.png")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -131,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = EvalSettings(clips=args.clips, frames=args.frames, steps=args.steps,
                                 ref_scale=args.ref_scale, motion_scale=args.motion_scale,
                                 solver=args.solver, shift=args.shift, seed=args.seed,
-                                mean_clips=args.mean_clips)
+                                draws=args.draws, mean_clips=args.mean_clips)
         summary, results = evaluate(
             model, settings, progress=lambda i, n: print(f"clip {i}/{n} done", file=sys.stderr))
     except ValueError as exc:

@@ -14,7 +14,11 @@ so seeds from 10_000_000 on are held out in practice):
   the same head turns, blinks and mouth on another face; "cross"-driven), as when a user drives
   a character with a video of someone else. "cross" against "video" (``head_psnr`` above all)
   measures how much of the driver's identity leaks into the face-motion tokens;
-* generation: pipeline.generate with the given steps / CFG scales and seed ``seed + i``.
+* generation: pipeline.generate with the given steps / CFG scales and seed ``seed + i``; with
+  ``draws`` N > 1, N times per variant, draw d with seed ``seed + i + d * DRAW_SEED_STRIDE``,
+  and each variant's figures are the mean over the draws (the sheet shows draw 0). The sampling
+  noise alone moves an 8-clip mean by ~0.1 dB of PSNR, so a bar close to a model's figure needs
+  several draws; ``per_draw`` in the summary holds each draw's mean over the clips.
 
 Baselines computed in the same run, scored with the same metrics:
 
@@ -59,6 +63,7 @@ from . import metrics
 FPS = 25.0
 MODEL_VARIANTS = ("video", "audio", "cross")
 CROSS_SEED_OFFSET = 777_777  # the "cross" driver's character: the clip's seed + this
+DRAW_SEED_STRIDE = 1_000_003  # draw d samples with seed + i + d * this: no clip reuses a draw's noise
 BASELINES = ("copy_reference", "mean_frame")
 SCORES = ("psnr", "ssim", "moving_psnr", "head_psnr", "flicker", "seam_error", "mouth_error",
           "latent_jump")  # score()'s figures, for every variant and baseline
@@ -74,6 +79,7 @@ class EvalSettings:
     solver: str = "euler"
     shift: float = SHIFT
     seed: int = 0
+    draws: int = 1  # samples per clip and variant, with different noise; figures are their mean
     base_seed: int = 10_000_000
     mean_clips: int = 8
     mean_seed: int = 20_000_000
@@ -82,7 +88,7 @@ class EvalSettings:
     static_threshold: float = 0.02
 
     def check(self, temporal_factor: int) -> None:
-        for name in ("clips", "frames", "steps", "mean_clips", "mean_frames"):
+        for name in ("clips", "frames", "steps", "draws", "mean_clips", "mean_frames"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -97,8 +103,8 @@ class ClipResult:
     reference: np.ndarray  # [H, W, 3] float 0..1
     guidance: np.ndarray  # [T, H, W, 6] float 0..1
     truth: np.ndarray  # [T, H, W, 3] float 0..1
-    videos: dict[str, np.ndarray]  # variant -> [T, H, W, 3] float 0..1
-    scores: dict[str, dict[str, float]]  # variant -> metric -> value
+    videos: dict[str, np.ndarray]  # variant -> [T, H, W, 3] float 0..1 (draw 0)
+    scores: dict[str, dict[str, float]]  # variant -> metric -> value (mean over the draws)
     vae_psnr: float
     vae_moving_psnr: float  # the ceiling of the model's moving-pixel PSNR
     vae_ssim: float  # ... and of its SSIM
@@ -111,6 +117,7 @@ class ClipResult:
     truth_latent_jump: float  # metrics.latent_jump of the truth: what a seamless decoder scores
     vae_latent_jump: float  # ... of the VAE reconstruction
     timings: dict[str, float] = field(default_factory=dict)
+    draw_scores: list[dict[str, dict[str, float]]] = field(default_factory=list)  # per draw, model variants
 
 
 def _float(frames: np.ndarray) -> np.ndarray:
@@ -183,17 +190,20 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
                "audio": encode_audio(model, clip.audio, settings.frames, FPS),
                "cross": face_motion(*render_driver(seed, clip, seed + CROSS_SEED_OFFSET))}
 
-    videos, timings, joins = {}, {}, []
+    draws, timings, joins = [{} for _ in range(settings.draws)], {}, []
     for name in MODEL_VARIANTS:
         start = time.perf_counter()
-        result = generate(model, torch.from_numpy(reference), torch.from_numpy(guidance),
-                          motions[name].tokens, steps=settings.steps, solver=settings.solver,
-                          shift=settings.shift, ref_scale=settings.ref_scale,
-                          motion_scale=settings.motion_scale, seed=settings.seed + index,
-                          face_mask=motions[name].mask)
-        videos[name] = result.frames.numpy()
-        joins = [seg.new_start for seg in result.segments[1:]]
-        timings[f"generate_{name}_s"] = time.perf_counter() - start
+        for d, drawn in enumerate(draws):
+            result = generate(model, torch.from_numpy(reference), torch.from_numpy(guidance),
+                              motions[name].tokens, steps=settings.steps, solver=settings.solver,
+                              shift=settings.shift, ref_scale=settings.ref_scale,
+                              motion_scale=settings.motion_scale,
+                              seed=settings.seed + index + d * DRAW_SEED_STRIDE,
+                              face_mask=motions[name].mask)
+            drawn[name] = result.frames.numpy()
+            joins = [seg.new_start for seg in result.segments[1:]]
+        timings[f"generate_{name}_s"] = (time.perf_counter() - start) / settings.draws
+    videos = dict(draws[0])
     t = settings.frames
     videos["copy_reference"] = np.broadcast_to(reference, truth.shape).copy()
     videos["mean_frame"] = np.broadcast_to(mean, truth.shape).copy()
@@ -211,6 +221,12 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
     tf = cfg.vae.temporal_factor
     scores = {name: score(v[:t], truth, clip, curves, settings, joins, tf)
               for name, v in videos.items()}
+    draw_scores = [{name: scores[name] for name in MODEL_VARIANTS}]
+    draw_scores += [{name: score(v[:t], truth, clip, curves, settings, joins, tf)
+                     for name, v in drawn.items()} for drawn in draws[1:]]
+    for name in MODEL_VARIANTS:
+        scores[name] = {key: _nan_if_none(_mean([ds[name][key] for ds in draw_scores]))
+                        for key in SCORES}
     recon = vae_reconstruction(model, truth, reference)
     recon_opening = metrics.mouth_opening(metrics.mouth_darkness(recon, clip.track), curves)
     recon_bank = np.stack([vae_reconstruction(model, r, reference) for r in bank])
@@ -227,7 +243,7 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
                       mouth_floor=floor,
                       closed_mouth_error=closed, truth_latent_jump=metrics.latent_jump(truth, tf),
                       vae_latent_jump=metrics.latent_jump(recon, tf),
-                      timings=timings)
+                      timings=timings, draw_scores=draw_scores)
 
 
 def _mean(values) -> float | None:
@@ -238,6 +254,10 @@ def _mean(values) -> float | None:
     if any(math.isinf(v) for v in values):
         return math.inf
     return float(np.mean(values))
+
+
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value  # a clip's figures stay floats, as score() gives
 
 
 def summarise(results: list[ClipResult], settings: EvalSettings) -> dict:
@@ -268,6 +288,11 @@ def summarise(results: list[ClipResult], settings: EvalSettings) -> dict:
                        for name in MODEL_VARIANTS},  # seconds per clip
         "settings": asdict(settings),
         "clip_seeds": [r.seed for r in results],
+        # each draw's mean over the clips: how far the sampling noise alone moves the figures
+        "per_draw": {name: {key: [_mean([r.draw_scores[d][name][key] for r in results])
+                                  for d in range(settings.draws)]
+                            for key in ("psnr", "ssim", "moving_psnr", "mouth_error")}
+                     for name in MODEL_VARIANTS},
     }
     summary["bars"], summary["meets"] = bars(summary)
     return summary

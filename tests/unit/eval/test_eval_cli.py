@@ -124,6 +124,34 @@ def test_cli_is_deterministic_and_rejects_bad_settings(model_file, tmp_path, cap
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_draws_average_the_sampling_noise(model_file, tmp_path, capsys):
+    args = ["--model", str(model_file), "--clips", "2", "--frames", "5", "--steps", "1",
+            "--mean-clips", "1", "--device", "cpu"]
+    assert main(args + ["--out", str(tmp_path / "one")]) == 0
+    one = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(args + ["--draws", "3", "--out", str(tmp_path / "three")]) == 0
+    out = capsys.readouterr().out
+    three = json.loads(out.strip().splitlines()[-1])
+    assert "over 3 draws" in out
+
+    for variant, scores in (("video", three), ("audio", three["audio"]), ("cross", three["cross"])):
+        drawn = three["per_draw"][variant]
+        assert len(drawn["psnr"]) == 3
+        assert scores["psnr"] == pytest.approx(np.mean(drawn["psnr"]))  # the figure is their mean
+        assert scores["ssim"] == pytest.approx(np.mean(drawn["ssim"]))
+        assert len(set(drawn["psnr"])) == 3  # each draw its own noise
+    # draw 0 is the one-draw run (its seeds unchanged), and so is the sheet's video
+    assert three["per_draw"]["video"]["psnr"][0] == pytest.approx(one["psnr"])
+    assert three["per_draw"]["audio"]["moving_psnr"][0] == pytest.approx(one["audio"]["moving_psnr"])
+    assert one["per_draw"]["video"]["psnr"] == [pytest.approx(one["psnr"])]
+    # the baselines and the autoencoder's figures do not depend on the sampling
+    assert three["baselines"] == one["baselines"] and three["vae_psnr"] == one["vae_psnr"]
+    assert three["settings"]["draws"] == 3
+
+    assert main(args + ["--draws", "0", "--out", str(tmp_path / "zero")]) == 2
+    assert "draws must be an integer >= 1" in capsys.readouterr().err
+
+
 def test_resolve_model_accepts_a_bundle_a_checkpoint_and_a_run_folder(model_file, tmp_path):
     assert resolve_model(str(model_file)) == model_file
     step = tmp_path / "run" / "checkpoints" / "step_00000010"
