@@ -17,6 +17,14 @@ from dreamactor_core.train.distributed import (DistContext, StepBatchSampler, lo
                                                stream_index)
 
 REPO = Path(__file__).resolve().parents[3]
+# The 2-process runs sum two half-batch gradients where one process sums one batch: the same
+# figures rounded in another order (and on another path where the CPU's kernels pick their
+# blocking by batch size). AdamW divides by sqrt(v), so a weight whose gradient is near zero
+# moves by about lr whatever its gradient's size, and the rounding can move it by ~1e-4 after 3
+# steps at lr 1e-3 (measured on an AVX-512 CPU; AVX2 gave under 1e-5). A real fault (a rank
+# training on the other's data, a skipped or doubled step) moves the losses, or the weights by
+# ~lr per step; a summed instead of averaged gradient doubles the moments.
+WEIGHT_TOL = 2e-4
 
 
 def tensors(path):
@@ -59,8 +67,12 @@ def test_two_processes_match_one(tmp_path, tiny_config):
             single, _ = tensors(tmp_path / "single" / step / name)
             assert multi.keys() == single.keys()
             for key in single:
-                torch.testing.assert_close(multi[key], single[key], atol=1e-5, rtol=0,
-                                           msg=f"{run} {name} {key}")
+                if name == "optimizer.safetensors":  # moments: within 2 % of the tensor's norm
+                    a, b = multi[key].double(), single[key].double()
+                    assert (a - b).norm() <= 0.02 * b.norm() + 1e-9, f"{run} {name} {key}"
+                else:
+                    torch.testing.assert_close(multi[key], single[key], atol=WEIGHT_TOL, rtol=0,
+                                               msg=f"{run} {name} {key}")
     # something did train: the DiT's zero-initialised output projection moved
     model, _ = tensors(tmp_path / "ddp" / step / "model.safetensors")
     assert model["dit.final_proj.weight"].abs().max() > 0
