@@ -21,9 +21,9 @@ REPO = Path(__file__).resolve().parents[3]
 # figures rounded in another order (and on another path where the CPU's kernels pick their
 # blocking by batch size). AdamW divides by sqrt(v), so a weight whose gradient is near zero
 # moves by about lr whatever its gradient's size, and the rounding can move it by ~1e-4 after 3
-# steps at lr 1e-3 (measured on an AVX-512 CPU; AVX2 gave under 1e-5). A real fault (a rank
-# training on the other's data, a skipped or doubled step) moves the losses, or the weights by
-# ~lr per step; a summed instead of averaged gradient doubles the moments.
+# steps at lr 1e-3 (measured on an AVX-512 CPU; earlier sessions' AVX2 CPUs passed 1e-5). A
+# real fault (a rank training on the other's data, a skipped or doubled step) moves the losses,
+# or the weights by ~lr per step; a summed instead of averaged gradient doubles the moments.
 WEIGHT_TOL = 2e-4
 
 
