@@ -23,14 +23,15 @@ from pathlib import Path
 
 import torch
 
-from ..train.config import STAGES, TrainConfig
+from ..model.weights import read_config
+from ..train.config import STAGES, TrainConfig, growth_overrides
 from ..train.datasets import collate
 from ..train.stages import check_stage
 from ..train.trainer import Trainer, make_dataset
 from .timing import time_calls
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = REPO_ROOT / "dreamactor_core" / "train" / "configs" / "demo_64.json"
+DEFAULT_CONFIG = REPO_ROOT / "dreamactor_core" / "train" / "configs" / "demo_64_fs_stage3.json"
 DEFAULT_MODEL = REPO_ROOT / "dreamactor_core" / "embedded" / "dreamactor_demo.safetensors"
 PRECISIONS = ("no", "bf16")
 
@@ -39,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="TrainConfig JSON")
     parser.add_argument("--init", default=str(DEFAULT_MODEL),
                         help="weights to start from ('' = random initialisation)")
+    parser.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                        help="override a config field, as the trainer's --set (default: the --init "
+                             "file's decoder parts and DiT depth, so that it loads)")
     parser.add_argument("--stages", nargs="+", default=["vae", "3"],
                         help=f"stages to time, from {', '.join(STAGES)}")
     parser.add_argument("--batch", type=int, help="clips per step (default: the config's)")
@@ -60,6 +64,20 @@ def _check_args(args) -> None:
         raise ValueError(f"--config {args.config} does not exist")
     if args.init and not Path(args.init).exists():
         raise ValueError(f"--init {args.init} does not exist; pass '' for random weights")
+
+
+def fitted_config(config: TrainConfig, init: str, assignments: list[str] | None) -> TrainConfig:
+    """``config`` with the ``--set`` assignments, or without them, with the decoder parts and DiT
+    depth of the ``--init`` model file (what train.widen grew), so the default command times the
+    embedded model on its recipe."""
+    if assignments is None:
+        assignments = []
+        if init and Path(init).is_file():
+            try:
+                assignments = growth_overrides(read_config(init))
+            except ValueError:  # no stored config: the strict load will say what does not fit
+                pass
+    return config.with_overrides(assignments)
 
 
 def bench_stage(config: TrainConfig, stage: str, init: str, dataset, batch: dict,
@@ -103,7 +121,7 @@ def _print_table(res: dict) -> None:
 def run(args) -> int:
     _check_args(args)
     torch.set_num_threads(args.threads)
-    base = TrainConfig.load(args.config)
+    base = fitted_config(TrainConfig.load(args.config), args.init, args.set)
     if args.batch is not None:
         base.batch_size = args.batch
     res = {"config": str(args.config), "init": args.init, "device": args.device,

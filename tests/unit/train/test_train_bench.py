@@ -75,3 +75,25 @@ def test_cpu_bf16_follows_native_support_and_forcing_it_warns_with_the_fix(
         assert slow == []
     assert trainer_module.resolve_bf16("auto", "cuda")
     assert not trainer_module.resolve_bf16("no", "cuda")
+
+
+def test_the_default_recipe_is_fitted_to_the_default_model():
+    """`python -m dreamactor_core.bench train` with no options must load the embedded model: its
+    recipe gets the file's widened decoder parts and DiT depth (it failed on them before)."""
+    from dreamactor_core.bench.train_step import DEFAULT_CONFIG, DEFAULT_MODEL, fitted_config
+    from dreamactor_core.train.config import TrainConfig
+    from dreamactor_core.train.modules import build_modules
+    from dreamactor_core.train.trainer import load_init
+
+    plain = TrainConfig.load(DEFAULT_CONFIG)
+    with pytest.raises(ValueError, match="decoder parts or a DiT depth"):
+        load_init(build_modules(plain), DEFAULT_MODEL)
+    fitted = fitted_config(plain, str(DEFAULT_MODEL), None)
+    assert fitted.model_overrides["dit"]["depth"] == 10
+    assert fitted.model_overrides["vae"]["decoder_reference_channels"] == 32
+    assert set(load_init(build_modules(fitted), DEFAULT_MODEL)) >= {"vae", "dit"}
+    # explicit --set assignments replace the file's, and a bad one is the config's clear error
+    assert fitted_config(plain, str(DEFAULT_MODEL), ["lr=1e-5"]).lr == 1e-5
+    assert fitted_config(plain, "", None).model_overrides == plain.model_overrides
+    with pytest.raises(ValueError, match="write KEY=VALUE"):
+        fitted_config(plain, "", ["lr"])
