@@ -23,11 +23,10 @@ from pathlib import Path
 
 import torch
 
-from ..model.weights import read_config
 from ..train.config import STAGES, TrainConfig, growth_overrides
 from ..train.datasets import collate
 from ..train.stages import check_stage
-from ..train.trainer import Trainer, make_dataset
+from ..train.trainer import Trainer, make_dataset, stored_model_config
 from .timing import time_calls
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -71,12 +70,8 @@ def fitted_config(config: TrainConfig, init: str, assignments: list[str] | None)
     depth of the ``--init`` model file (what train.widen grew), so the default command times the
     embedded model on its recipe."""
     if assignments is None:
-        assignments = []
-        if init and Path(init).is_file():
-            try:
-                assignments = growth_overrides(read_config(init))
-            except ValueError:  # no stored config: the strict load will say what does not fit
-                pass
+        stored = stored_model_config(init) if init and Path(init).is_file() else None
+        assignments = [] if stored is None else growth_overrides(stored)
     return config.with_overrides(assignments)
 
 

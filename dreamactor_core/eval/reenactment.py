@@ -203,10 +203,9 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
             drawn[name] = result.frames.numpy()
             joins = [seg.new_start for seg in result.segments[1:]]
         timings[f"generate_{name}_s"] = (time.perf_counter() - start) / settings.draws
-    videos = dict(draws[0])
     t = settings.frames
-    videos["copy_reference"] = np.broadcast_to(reference, truth.shape).copy()
-    videos["mean_frame"] = np.broadcast_to(mean, truth.shape).copy()
+    baselines = {"copy_reference": np.broadcast_to(reference, truth.shape).copy(),
+                 "mean_frame": np.broadcast_to(mean, truth.shape).copy()}
 
     bank = mouth_renders(clip, seed, metrics.MATCH_LEVELS)  # [11, T, H, W, 3]
     curves = mouth_curves(clip, seed, renders=bank[::2])  # MOUTH_LEVELS = MATCH_LEVELS[::2]
@@ -219,14 +218,13 @@ def evaluate_clip(model: DreamActorModel, index: int, settings: EvalSettings,
     floor = mouth_error(truth_opening)
     closed = mouth_error(float(ref.face["mouth_open"][0]))  # the reference's mouth throughout
     tf = cfg.vae.temporal_factor
-    scores = {name: score(v[:t], truth, clip, curves, settings, joins, tf)
-              for name, v in videos.items()}
-    draw_scores = [{name: scores[name] for name in MODEL_VARIANTS}]
-    draw_scores += [{name: score(v[:t], truth, clip, curves, settings, joins, tf)
-                     for name, v in drawn.items()} for drawn in draws[1:]]
-    for name in MODEL_VARIANTS:
-        scores[name] = {key: _nan_if_none(_mean([ds[name][key] for ds in draw_scores]))
-                        for key in SCORES}
+    draw_scores = [{name: score(v[:t], truth, clip, curves, settings, joins, tf)
+                    for name, v in drawn.items()} for drawn in draws]
+    scores = {name: {key: _nan_if_none(_mean([ds[name][key] for ds in draw_scores]))
+                     for key in SCORES} for name in MODEL_VARIANTS}
+    scores |= {name: score(v[:t], truth, clip, curves, settings, joins, tf)
+               for name, v in baselines.items()}
+    videos = {**draws[0], **baselines}
     recon = vae_reconstruction(model, truth, reference)
     recon_opening = metrics.mouth_opening(metrics.mouth_darkness(recon, clip.track), curves)
     recon_bank = np.stack([vae_reconstruction(model, r, reference) for r in bank])

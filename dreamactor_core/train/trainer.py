@@ -27,6 +27,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_optimizer_state_dict)
 from torch.utils.data import DataLoader
 
+from ..model.config import ModelConfig
 from ..model.weights import load_component, load_component_partial, read_config
 from . import checkpoint as ckpt
 from .config import TrainConfig, growth_overrides
@@ -104,10 +105,7 @@ def load_init(modules: TrainModules, path: str | Path, components: list[str] | N
               if name in present and (components is None or name in components)]
     if not loaded:
         raise ValueError(f"--init {path} holds none of the components {COMPONENTS}")
-    try:
-        stored = read_config(path)
-    except ValueError:  # a file without a stored config: the strict load speaks for itself
-        stored = None
+    stored = stored_model_config(path)
     if stored is not None and "dit" in loaded:
         warn_if_clean_context_dropped(modules, path, stored)
     if stored is not None and not partial:
@@ -121,6 +119,15 @@ def load_init(modules: TrainModules, path: str | Path, components: list[str] | N
             print(f"--init {path}: {len(kept)} tensor(s) of {name} have another shape there and "
                   f"keep their fresh initialisation: {', '.join(kept)}", flush=True)
     return loaded
+
+
+def stored_model_config(path: str | Path) -> ModelConfig | None:
+    """The ModelConfig in a weights file's metadata; None for a file without one (a checkpoint's
+    model.safetensors), where the strict load speaks for itself."""
+    try:
+        return read_config(path)
+    except ValueError:
+        return None
 
 
 def warn_if_clean_context_dropped(modules: TrainModules, path: Path, stored) -> None:

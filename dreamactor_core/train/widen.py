@@ -63,16 +63,16 @@ def widen(model_path: str | Path, out: str | Path, decoder_base_channels: int | 
     additions = (("--decoder-temporal-mix", "decoder_temporal_mix", decoder_temporal_mix),
                  ("--decoder-refine", "decoder_refine_channels", decoder_refine),
                  ("--decoder-reference", "decoder_reference_channels", decoder_reference))
-    for flag, field, size in additions:
-        if not size:
-            continue
-        if not isinstance(model.vae, FrameStackVAE):
-            raise ValueError(f"{flag} needs a frame_stack VAE; {model_path} has the "
-                             f"{model.config.vae.architecture} VAE")
-        # the new part's inner layers start random (only its output is zero): seeded, so the
-        # same command writes the same file
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+    # the new parts' inner layers start random (only their outputs are zero): seeded, so the
+    # same command writes the same file
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for flag, field, size in additions:
+            if not size:
+                continue
+            if not isinstance(model.vae, FrameStackVAE):
+                raise ValueError(f"{flag} needs a frame_stack VAE; {model_path} has the "
+                                 f"{model.config.vae.architecture} VAE")
             model.vae = model.vae.with_addition(field, size)
     model.config = replace(model.config, vae=model.vae.config, dit=model.dit.config)
     return model.save(out, dtype=dtype)
@@ -94,7 +94,8 @@ def main(argv=None) -> int:
                              "(frame_stack VAE)")
     parser.add_argument("--dit-depth", type=int, default=0,
                         help="new number of DiT blocks (more than the model has)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weight split and of the added parts' random init")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the random weight split and of the added parts' random init")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"],
                         help="storage dtype (fp32 keeps the widened decoder exact)")
     args = parser.parse_args(argv)

@@ -121,7 +121,6 @@ def test_a_frame_stack_decoder_gets_a_refiner_and_a_mix_in_one_call(tmp_path, ti
     assert load_init(build_modules(_frame_stack_config(tiny_config, 2)), with_ref, ["dit"]) == ["dit"]
 
 
-
 def test_the_added_parts_random_init_follows_the_seed(tmp_path, tiny_config):
     config = _frame_stack_config(tiny_config)
     plain = DreamActorModel.from_config(config.model_config(), config.face_motion_config(),
@@ -141,6 +140,7 @@ def test_the_added_parts_random_init_follows_the_seed(tmp_path, tiny_config):
     assert first[weight].abs().max() > 0  # a random start, not zeros
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first[weight], other[weight])
+
 
 def test_added_dit_blocks_are_spread_between_the_trained_ones():
     assert widen_cli.insertion_points(6, 8) == [1, 3]
