@@ -39,7 +39,7 @@ def _is_power_of_two(n: int) -> bool:
 # VAEConfig fields naming a part that a trained decoder can gain at zero (train.widen), so the
 # runs that continue such a model must set them as its file does (train.config).
 DECODER_ADDITIONS = ("decoder_temporal_mix", "decoder_refine_channels",
-                     "decoder_reference_channels")
+                     "decoder_reference_channels", "decoder_reference_attention")
 
 
 @dataclass
@@ -85,6 +85,11 @@ class VAEConfig:
     # cannot carry fine texture; on a still camera the reference holds most of it. Added to a
     # trained decoder (train.widen --decoder-reference) it starts at zero.
     decoder_reference_channels: int = 0
+    # frame_stack only: heads of an attention from the decoder's first-level features to the
+    # reference image's encoder features (0: none; frame_vae.ReferenceAttention), which fetches
+    # texture from wherever the same part sits in the reference. Added to a trained decoder
+    # (train.widen --decoder-reference-attention) it starts at zero.
+    decoder_reference_attention: int = 0
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
@@ -134,6 +139,12 @@ class VAEConfig:
                              f"{self.spatial_factor}, patch_size {self.patch_size}, "
                              f"temporal_factor {self.temporal_factor}; "
                              f"got {len(self.channel_mults)}: {self.channel_mults}")
+        heads = int(self.decoder_reference_attention)
+        width = self.decoder_width * self.channel_mults[-1]
+        if heads and (width % heads or (width // heads) % 2):
+            raise ValueError(f"VAEConfig.decoder_reference_attention ({heads} heads) must split the "
+                             f"decoder's first-level width {width} into heads of an even size "
+                             f"(e.g. {max(1, width // 32)})")
 
     @property
     def decoder_width(self) -> int:

@@ -22,7 +22,8 @@ one more ResBlock and the output conv to the posterior's mean and log-variance; 
 mirrors it with num_res_blocks + 1 ResBlocks per level and nearest-upsample + conv between,
 and with ``decoder_refine_channels`` ends in a PatchRefiner at the full frame size; with
 ``decoder_reference_channels`` a ReferenceRefiner then corrects each frame from the reference
-image, when decode is given one.
+image, when decode is given one, and with ``decoder_reference_attention`` the first level's
+features also attend to the reference image's encoder features (ReferenceAttention).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from torch import nn
 
 from .causal_layers import ChannelRMSNorm
 from .config import VAEConfig
+from .layers import RMSNorm, RoPE3D, apply_rope
 from .vae import VideoVAE
 
 
@@ -140,6 +142,47 @@ class ReferenceRefiner(nn.Module):
         return frames + torch.tanh(gate) * (reference - frames) + residual
 
 
+class ReferenceAttention(nn.Module):
+    """The decoder's first-level features of every frame attend to the reference image's encoder
+    features at the same level: x + proj(attention(q(x), k(ref), v(ref))). The latent keeps 4
+    channels per 4x4 patch; the encoder's features of the reference, before its bottleneck, hold
+    the reference's texture (clothes, face, background) at every patch, and the attention fetches
+    it from wherever the same part of the character sits in the reference, not only from the same
+    place as ReferenceRefiner does. Keys carry 2D RoPE (the same place matches most for what
+    stands still); queries of all frames of a clip share its reference's keys. The output
+    projection starts at zero, so an attention added to a trained decoder decodes as before."""
+
+    def __init__(self, channels: int, ref_channels: int, heads: int, theta: float = 100.0):
+        super().__init__()
+        self.heads = heads
+        self.norm = ChannelRMSNorm(channels)
+        self.ref_norm = ChannelRMSNorm(ref_channels)
+        self.q = nn.Linear(channels, channels)
+        self.kv = nn.Linear(ref_channels, 2 * channels)
+        self.q_norm = RMSNorm(channels // heads)
+        self.k_norm = RMSNorm(channels // heads)
+        self.rope = RoPE3D(channels // heads, theta)
+        self.proj = nn.Linear(channels, channels)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        # x: [B*T, C, h, w] (frames of B clips), ref: [B, C_ref, h, w] -> [B*T, C, h, w]
+        b, (n, _, h, w) = ref.shape[0], x.shape
+        pos = torch.stack(torch.meshgrid(torch.zeros(1, dtype=torch.long), torch.arange(h), torch.arange(w),
+                                         indexing="ij"), dim=-1).reshape(-1, 3).to(x.device)
+        cos, sin = self.rope(pos)  # [h*w, Dh/2]
+        tokens = rearrange(self.norm(x), "(b t) c h w -> b (t h w) c", b=b)  # [B, T*h*w, C]
+        q = rearrange(self.q(tokens), "b (t l) (k d) -> b k t l d", l=h * w, k=self.heads)
+        q = rearrange(apply_rope(self.q_norm(q), cos, sin), "b k t l d -> b k (t l) d")
+        context = rearrange(self.ref_norm(ref), "b c h w -> b (h w) c")  # [B, h*w, C_ref]
+        k, v = rearrange(self.kv(context), "b l (two k d) -> two b k l d", two=2, k=self.heads)
+        k = apply_rope(self.k_norm(k), cos, sin)
+        out = F.scaled_dot_product_attention(q, k, v)  # [B, heads, T*h*w, Dh]
+        out = self.proj(rearrange(out, "b k (t h w) d -> b t h w (k d)", h=h, w=w))
+        return x + rearrange(out, "b t h w c -> (b t) c h w")
+
+
 class FrameEncoder(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
@@ -159,12 +202,15 @@ class FrameEncoder(nn.Module):
         per_frame = config.latent_channels // config.temporal_factor
         self.conv_out = nn.Conv2d(ch, 2 * per_frame, 3, padding=1)  # mean, logvar
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        # frames: [N, 3, H, W] -> moments [N, 2c, H/sf, W/sf]
+    def features(self, frames: torch.Tensor) -> torch.Tensor:
+        # frames: [N, 3, H, W] -> the last level's features [N, C, H/sf, W/sf], before the bottleneck
         p = self.patch_size
         x = rearrange(frames, "n c (h p) (w q) -> n (c p q) h w", p=p, q=p)  # [N, 3p^2, H/p, W/p]
-        x = self.layers(self.conv_in(x))
-        return self.conv_out(F.silu(self.norm_out(x)))
+        return self.layers(self.conv_in(x))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        # frames: [N, 3, H, W] -> moments [N, 2c, H/sf, W/sf]
+        return self.conv_out(F.silu(self.norm_out(self.features(frames))))
 
 
 class FrameDecoder(nn.Module):
@@ -192,6 +238,10 @@ class FrameDecoder(nn.Module):
                        if config.decoder_refine_channels else None)
         self.reference = (ReferenceRefiner(config.decoder_reference_channels)
                           if config.decoder_reference_channels else None)
+        encoder_channels = config.base_channels * config.channel_mults[-1]
+        self.reference_attention = (
+            ReferenceAttention(chans[-1], encoder_channels, config.decoder_reference_attention)
+            if config.decoder_reference_attention else None)
 
     def head(self, z: torch.Tensor) -> torch.Tensor:
         # z: [N, c, h, w] -> features [N, C, h, w] (conv_in and the first ResBlock)
@@ -252,7 +302,7 @@ class FrameStackVAE(VideoVAE):
 
     @property
     def uses_reference(self) -> bool:
-        return self.decoder.reference is not None
+        return self.decoder.reference is not None or self.decoder.reference_attention is not None
 
     def decode_raw(self, z: torch.Tensor, chunk: int | None = None,
                    reference: torch.Tensor | None = None) -> torch.Tensor:
@@ -260,12 +310,17 @@ class FrameStackVAE(VideoVAE):
         per_frame = rearrange(self._unstack(z), "b t c h w -> (b t) c h w")
         frame_chunk = None if chunk is None else b * chunk * self.config.temporal_factor
         decoder = self.decoder
-        if decoder.temporal_mix is None:
+        attend = reference is not None and decoder.reference_attention is not None
+        if decoder.temporal_mix is None and not attend:
             frames = self._frames_in_chunks(decoder, per_frame, frame_chunk)  # [B*T, 3, H, W]
-        else:  # per-frame head, the mix over the whole clip, per-frame tail: chunked == whole
+        else:  # per-frame head, the clip-wide parts, per-frame tail: chunked == whole
             features = self._frames_in_chunks(decoder.head, per_frame, frame_chunk)  # [B*T, C, h, w]
-            features = rearrange(features, "(b t) c h w -> b c t h w", b=b)
-            features = rearrange(decoder.temporal_mix(features), "b c t h w -> (b t) c h w")
+            if decoder.temporal_mix is not None:
+                features = rearrange(features, "(b t) c h w -> b c t h w", b=b)
+                features = rearrange(decoder.temporal_mix(features), "b c t h w -> (b t) c h w")
+            if attend:
+                ref_features = self.encoder.features(reference)  # [B, C_enc, h, w]
+                features = decoder.reference_attention(features, ref_features)
             frames = self._frames_in_chunks(decoder.tail, features, frame_chunk)
         if reference is not None and decoder.reference is not None:
             t = frames.shape[0] // b
@@ -295,4 +350,5 @@ class FrameStackVAE(VideoVAE):
 # DECODER_ADDITIONS field -> (what its value counts, the FrameDecoder attribute it adds)
 _ADDITION_PARTS = {"decoder_temporal_mix": ("reach", "temporal_mix"),
                    "decoder_refine_channels": ("width", "refine"),
-                   "decoder_reference_channels": ("width", "reference")}
+                   "decoder_reference_channels": ("width", "reference"),
+                   "decoder_reference_attention": ("heads", "reference_attention")}

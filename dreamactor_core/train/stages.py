@@ -9,9 +9,9 @@
                                                        the latent the frozen model samples for
                                                        the clip (or, for a share of the samples,
                                                        the clip's own latent)
-    vae_reference  the decoder's reference head only    as vae_decoder_sampled; the rest of the
-                   (decoder_reference_channels)         decoder stays as it is, so its new head
-                                                       can learn fast (a high lr) without
+    vae_reference  the decoder's reference parts only   as vae_decoder_sampled; the rest of the
+                   (decoder_reference_channels,         decoder stays as it is, so its new parts
+                   decoder_reference_attention)         can learn fast (a high lr) without
                                                        shaking what the decoder knows
     1       DiT (minus face attention) + pose encoder  flow matching, no face tokens
     2       face-motion encoder + DiT face attention   flow matching with face tokens
@@ -51,6 +51,7 @@ from .datasets import stable_seed
 DIT_STAGES = ("1", "2", "3")
 SAMPLED_STAGES = ("vae_decoder_sampled", "vae_reference")  # decode what the frozen model samples
 VAE_STAGES = ("vae", "vae_decoder") + SAMPLED_STAGES
+REFERENCE_PARTS = ("vae.decoder.reference.", "vae.decoder.reference_attention.")  # vae_reference
 MOUTH_DIRECTION = FACE_POINTS["mouth"]  # unit vector, head frame
 MOUTH_CAP_COS = 0.9  # ~26 degrees around it: the mouth and lips at any opening and width
 
@@ -86,7 +87,7 @@ def trainable_names(modules: nn.Module, stage: str) -> set[str]:
         elif stage in ("vae_decoder", "vae_decoder_sampled"):
             keep = name.startswith("vae.decoder.")
         elif stage == "vae_reference":
-            keep = name.startswith("vae.decoder.reference.")
+            keep = name.startswith(REFERENCE_PARTS)
         elif stage == "1":
             keep = component == "pose_encoder" or (component == "dit" and name not in face_attn)
         elif stage == "2":

@@ -2,9 +2,11 @@
 
 One step: this rank's slice of the global batch (distributed.py) -> per-sample draws keyed by
 stream position -> stage loss (bf16 autocast on CUDA when enabled) -> backward (DDP averages
-gradients) -> gradient clipping -> AdamW with linear warm-up -> EMA of the trained weights.
+gradients) -> gradient clipping -> AdamW with linear warm-up -> EMA of the trained weights. A step whose
+gradient is not finite (a NaN or inf loss) changes no weight and is counted; NONFINITE_LIMIT of
+them in a row stop the run with an error, its last checkpoint intact.
 Rank 0 writes ``metrics.csv`` (step, stage, loss, lr, grad_norm, samples_per_s, skipped_total,
-skipped) and checkpoints (checkpoint.py); every rank reads them on ``resume``. A run is a pure
+skipped, nonfinite_steps) and checkpoints (checkpoint.py); every rank reads them on ``resume``. A run is a pure
 function of (config, stage, init weights, data): all randomness derives from ``config.seed``
 and the step, so resuming from a checkpoint reproduces the uninterrupted run bit for bit (and
 a run may resume on a different number of processes: the global batch stays the same).
@@ -39,7 +41,8 @@ from .stages import (DIT_STAGES, SAMPLED_STAGES, check_stage, freeze_for_stage, 
                      make_draws, sampled_latents)
 
 CSV_FIELDS = ("step", "stage", "loss", "lr", "grad_norm", "samples_per_s", "skipped_total",
-              "skipped")
+              "skipped", "nonfinite_steps")
+NONFINITE_LIMIT = 20  # non-finite steps in a row that stop a run: it has diverged
 
 
 def make_dataset(config: TrainConfig, stage: str, ctx: DistContext | None = None):
@@ -215,10 +218,12 @@ class Trainer:
             raise ValueError(f"stage {self.stage}: the --init model has no latent mean/std "
                              "(its DiT never trained on this VAE); run a DiT stage first")
         if self.stage == "vae_reference" and not self.modules.vae.uses_reference:
-            raise ValueError("stage vae_reference trains the decoder's reference head, and this "
+            raise ValueError("stage vae_reference trains the decoder's reference parts, and this "
                              "model's decoder has none: add one with python -m "
-                             "dreamactor_core.train.widen --decoder-reference WIDTH (or set "
-                             "model_overrides.vae.decoder_reference_channels)")
+                             "dreamactor_core.train.widen --decoder-reference WIDTH or "
+                             "--decoder-reference-attention HEADS (or set "
+                             "model_overrides.vae.decoder_reference_channels / "
+                             "decoder_reference_attention)")
         self.trainable = freeze_for_stage(self.modules, self.stage)
         if dataset is None:
             dataset = make_dataset(config, self.stage, self.ctx)
@@ -251,6 +256,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas,
                                            weight_decay=config.weight_decay)
         self.start_step = 0
+        self.nonfinite_steps = self._nonfinite_in_a_row = 0
         if state is not None:
             self._restore(state)
         self.ema = {n: p.detach().clone() for n, p in self._trained()}
@@ -301,6 +307,7 @@ class Trainer:
         set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"],
                                  options=self._load_options())
         self.start_step = int(state["trainer_state"]["step"])
+        self.nonfinite_steps = int(state["trainer_state"].get("nonfinite_steps", 0))
 
     @torch.no_grad()
     def _restore_ema(self, ema: dict[str, torch.Tensor]) -> None:
@@ -318,7 +325,8 @@ class Trainer:
         path = None
         if self.ctx.is_main:
             trainer_state = {"step": self.step, "stage": self.stage,
-                             "world_size": self.ctx.world_size, "config": self.config.to_dict()}
+                             "world_size": self.ctx.world_size, "config": self.config.to_dict(),
+                             "nonfinite_steps": self.nonfinite_steps}
             path = ckpt.write_checkpoint(self.ckpt_root, self.step, model, ema, opt, trainer_state,
                                          self.modules.model_config.to_json(),
                                          keep=self.config.keep_checkpoints,
@@ -374,10 +382,23 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)  # DTensor-aware
         if hasattr(grad_norm, "full_tensor"):  # FSDP2: the norm is a sharded DTensor
             grad_norm = grad_norm.full_tensor()
-        self.optimizer.step()
-        with torch.no_grad():
-            for n, p in self._trained():
-                self.ema[n].lerp_(p.detach(), 1.0 - self.ema_decay_at(self.step))
+        # the norm is of the reduced gradient, the same on every rank: all ranks skip together
+        if torch.isfinite(grad_norm):
+            self._nonfinite_in_a_row = 0
+            self.optimizer.step()
+            with torch.no_grad():
+                for n, p in self._trained():
+                    self.ema[n].lerp_(p.detach(), 1.0 - self.ema_decay_at(self.step))
+        else:
+            self.nonfinite_steps += 1
+            self._nonfinite_in_a_row += 1
+            if self._nonfinite_in_a_row >= NONFINITE_LIMIT:
+                raise FloatingPointError(
+                    f"stage {self.stage}: the loss or its gradient was not finite (NaN or inf) "
+                    f"for {NONFINITE_LIMIT} steps in a row, up to step {self.step + 1}: the run "
+                    f"has diverged and stops here. Those steps changed no weight, and the last "
+                    f"checkpoint in {self.ckpt_root} is intact; restart from it (or from the "
+                    f"--init file) with a lower lr, or with --mixed-precision no")
         self.step += 1
         return mean_across_ranks(loss, self.ctx), float(grad_norm)
 
@@ -404,7 +425,8 @@ class Trainer:
         return {"step": self.step, "stage": self.stage, "loss": f"{loss:.6g}",
                 "lr": f"{self.lr_at(self.step - 1):.6g}", "grad_norm": f"{grad_norm:.6g}",
                 "samples_per_s": f"{samples_per_s:.3f}", "skipped_total": sum(skipped.values()),
-                "skipped": ";".join(f"{k}={v}" for k, v in sorted(skipped.items()))}
+                "skipped": ";".join(f"{k}={v}" for k, v in sorted(skipped.items())),
+                "nonfinite_steps": self.nonfinite_steps}
 
     def run(self) -> list[dict]:
         """Trains up to ``steps`` (total, counting resumed ones); returns the logged rows."""

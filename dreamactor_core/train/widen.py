@@ -3,7 +3,7 @@ a training run.
 
     python -m dreamactor_core.train.widen --model IN.safetensors --out OUT.safetensors
         [--decoder-base-channels 64] [--decoder-temporal-mix 2] [--decoder-refine 32]
-        [--decoder-reference 32]
+        [--decoder-reference 32] [--decoder-reference-attention 4]
         [--dit-depth 8] [--seed 0] [--dtype fp32|fp16|bf16]
 
 OUT decodes every latent as IN does and holds every other component unchanged, so the DiT
@@ -18,6 +18,9 @@ at zero (``VAEConfig.decoder_refine_channels``; ``configs/demo_64_fs_vae_decoder
 ``--decoder-reference`` gives a frame_stack decoder a head of that width that corrects each frame
 from the reference image, at zero (``VAEConfig.decoder_reference_channels``; train it with
 ``vae_decoder_sampled``, which decodes with the clip's reference, and a config that sets it).
+``--decoder-reference-attention`` gives a frame_stack decoder an attention with that many heads
+from its first level to the reference image's encoder features, at zero
+(``VAEConfig.decoder_reference_attention``; trained like the reference head).
 ``--dit-depth`` gives the DiT more blocks, spread evenly between the trained ones, each a copy of
 the block before it with its gates at zero (DreamActorDiT.deepened; train with stage 3 and
 ``--set model_overrides.dit.depth=N``).
@@ -50,11 +53,13 @@ def insertion_points(depth: int, new_depth: int) -> list[int]:
 
 def widen(model_path: str | Path, out: str | Path, decoder_base_channels: int | None = None,
           seed: int = 0, dtype: str | None = None, decoder_temporal_mix: int = 0,
-          decoder_refine: int = 0, dit_depth: int = 0, decoder_reference: int = 0) -> Path:
+          decoder_refine: int = 0, dit_depth: int = 0, decoder_reference: int = 0,
+          decoder_reference_attention: int = 0) -> Path:
     if not (decoder_base_channels or decoder_temporal_mix or decoder_refine or dit_depth
-            or decoder_reference):
+            or decoder_reference or decoder_reference_attention):
         raise ValueError("nothing to widen: give --decoder-base-channels, --decoder-temporal-mix, "
-                         "--decoder-refine, --decoder-reference and/or --dit-depth")
+                         "--decoder-refine, --decoder-reference, --decoder-reference-attention "
+                         "and/or --dit-depth")
     model = DreamActorModel.load(model_path)
     if dit_depth:
         model.dit = model.dit.deepened(insertion_points(model.config.dit.depth, dit_depth))
@@ -62,7 +67,9 @@ def widen(model_path: str | Path, out: str | Path, decoder_base_channels: int | 
         model.vae = widen_decoder(model.vae, decoder_base_channels, seed)
     additions = (("--decoder-temporal-mix", "decoder_temporal_mix", decoder_temporal_mix),
                  ("--decoder-refine", "decoder_refine_channels", decoder_refine),
-                 ("--decoder-reference", "decoder_reference_channels", decoder_reference))
+                 ("--decoder-reference", "decoder_reference_channels", decoder_reference),
+                 ("--decoder-reference-attention", "decoder_reference_attention",
+                  decoder_reference_attention))
     # the new parts' inner layers start random (only their outputs are zero): seeded, so the
     # same command writes the same file
     with torch.random.fork_rng(devices=[]):
@@ -92,6 +99,9 @@ def main(argv=None) -> int:
     parser.add_argument("--decoder-reference", type=int, default=0,
                         help="width of a head that corrects each frame from the reference image "
                              "(frame_stack VAE)")
+    parser.add_argument("--decoder-reference-attention", type=int, default=0,
+                        help="heads of an attention from the decoder to the reference image's "
+                             "encoder features (frame_stack VAE)")
     parser.add_argument("--dit-depth", type=int, default=0,
                         help="new number of DiT blocks (more than the model has)")
     parser.add_argument("--seed", type=int, default=0,
@@ -102,7 +112,8 @@ def main(argv=None) -> int:
     return report_written(lambda: widen(args.model, args.out, args.decoder_base_channels,
                                         args.seed, None if args.dtype == "fp32" else args.dtype,
                                         args.decoder_temporal_mix, args.decoder_refine,
-                                        args.dit_depth, args.decoder_reference))
+                                        args.dit_depth, args.decoder_reference,
+                                        args.decoder_reference_attention))
 
 
 if __name__ == "__main__":

@@ -145,7 +145,8 @@ def mixed(vae):
 
 @pytest.mark.parametrize("start, field, what", [("vae", "decoder_temporal_mix", "reach"),
                                                  ("mixed", "decoder_refine_channels", "width"),
-                                                 ("mixed", "decoder_reference_channels", "width")])
+                                                 ("mixed", "decoder_reference_channels", "width"),
+                                                 ("mixed", "decoder_reference_attention", "heads")])
 @torch.no_grad()
 def test_an_added_decoder_part_starts_as_the_identity(request, start, field, what):
     base = request.getfixturevalue(start)
@@ -172,7 +173,7 @@ def test_the_mix_reaches_back_across_latent_frames_and_never_forward(mixed):
 
 
 @pytest.mark.parametrize("field", ["decoder_temporal_mix", "decoder_refine_channels",
-                                   "decoder_reference_channels"])
+                                   "decoder_reference_channels", "decoder_reference_attention"])
 def test_decoder_addition_configs(field):
     assert getattr(_config(**{field: 2}), field) == 2
     with pytest.raises(ValueError, match=f"{field} must be >= 0"):
@@ -250,3 +251,72 @@ def test_a_reference_refiner_learns_from_the_start():
     reference = _video(1, seed=5)[:, :, 0]
     vae.decode(vae.encode(_video(5)), reference=reference).square().mean().backward()
     assert vae.decoder.reference.conv_out.weight.grad.abs().sum() > 0
+
+
+def _trained_attention(mixed, heads=2):
+    grown = mixed.with_addition("decoder_reference_attention", heads)
+    with torch.no_grad():  # a trained attention: every weight carries signal
+        for p in grown.decoder.reference_attention.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    return grown.eval()
+
+
+@torch.no_grad()
+def test_a_trained_reference_attention_reads_each_clips_own_reference(mixed):
+    torch.manual_seed(3)
+    grown = _trained_attention(mixed)
+    assert grown.uses_reference and not mixed.uses_reference
+    video = torch.cat([_video(9, seed=1), _video(9, seed=2)])  # two clips
+    z = grown.encode(video)
+    ref_a, ref_b = _video(1, seed=5)[:, :, 0], _video(1, seed=6)[:, :, 0]
+    plain = mixed.decode(z)
+    torch.testing.assert_close(grown.decode(z), plain, atol=1e-6, rtol=0)  # no reference given
+    ab = grown.decode(z, reference=torch.cat([ref_a, ref_b]))
+    ba = grown.decode(z, reference=torch.cat([ref_b, ref_a]))
+    assert (ab - plain).abs().mean() > 1e-3 and (ab[0] - ba[0]).abs().mean() > 1e-4
+    # each clip reads its own reference and no other clip's: clip 0 alone, with ref_a, decodes
+    # as clip 0 of the pair did; and every frame of a clip reads it
+    torch.testing.assert_close(grown.decode(z[:1], reference=ref_a), ab[:1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(grown.decode(z[1:], reference=ref_a), ba[1:], atol=1e-5, rtol=0)
+    assert ((ab - plain).abs().mean(dim=(0, 1, 3, 4)) > 1e-4).all()
+    torch.testing.assert_close(grown.decode(z, chunk=1, reference=torch.cat([ref_a, ref_b])), ab,
+                               atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_the_reference_attention_can_fetch_from_another_place():
+    # keys carry their place (RoPE) but can match by content: a query that matches one reference
+    # token's content takes that token's value from wherever it sits
+    from dreamactor_core.model.frame_vae import ReferenceAttention
+
+    attn = ReferenceAttention(channels=8, ref_channels=8, heads=1)
+    eye = torch.eye(8)
+    for lin in (attn.q, attn.proj):
+        lin.weight.copy_(eye), lin.bias.zero_()
+    attn.kv.weight.copy_(torch.cat([eye, eye])), attn.kv.bias.zero_()
+    attn.q_norm.weight.fill_(10.0)  # sharp scores
+    # content in channels 0-3: the rotation pairs RoPE gives time, which is 0 for every token
+    ref = torch.zeros(1, 8, 4, 4)
+    ref[0, 0] = 1.0  # every reference token is "background" (channel 0)...
+    ref[0, :, 3, 2] = torch.eye(8)[2]  # ...but the one at (3, 2), which is "limb" (channel 2)
+    x = torch.zeros(1, 8, 4, 4)
+    x[0, 2, 0, 0] = 1.0  # the frame's token at (0, 0) is looking for "limb"
+    out = attn(x, ref) - x  # [1, 8, 4, 4]: what the attention added
+    assert out[0, 2, 0, 0] > 0.9 * 8 ** 0.5 and out[0, 0, 0, 0].abs() < 0.05
+    x[0, 2, 0, 0], x[0, 0, 0, 0] = 0.0, 1.0  # now it looks for "background": the mean of the rest
+    out = attn(x, ref) - x
+    assert out[0, 0, 0, 0] > 0.9 * 8 ** 0.5 and out[0, 2, 0, 0].abs() < 0.05
+
+
+def test_a_reference_attention_learns_from_the_start():
+    vae = FrameStackVAE(_config(decoder_reference_attention=2))
+    reference = _video(1, seed=5)[:, :, 0]
+    vae.decode(vae.encode(_video(5)), reference=reference).square().mean().backward()
+    assert vae.decoder.reference_attention.proj.weight.grad.abs().sum() > 0
+
+
+def test_the_reference_attention_heads_must_split_the_decoder_width():
+    assert _config(decoder_reference_attention=4).decoder_reference_attention == 4  # 16 = 4 x 4
+    for heads in (3, 16):  # 16 / 3 is not whole; 16 / 16 = 1 is odd, RoPE needs pairs
+        with pytest.raises(ValueError, match="decoder_reference_attention .* heads of an even size"):
+            _config(decoder_reference_attention=heads)

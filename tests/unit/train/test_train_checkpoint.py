@@ -124,7 +124,7 @@ def test_checkpoint_files_and_csv(tmp_path, tiny_config):
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     assert set(rows[0]) == {"step", "stage", "loss", "lr", "grad_norm", "samples_per_s",
-                            "skipped_total", "skipped"}
+                            "skipped_total", "skipped", "nonfinite_steps"}
     assert all(r["stage"] == "3" and float(r["loss"]) > 0 and float(r["samples_per_s"]) > 0
                for r in rows)
 

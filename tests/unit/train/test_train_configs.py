@@ -96,6 +96,7 @@ def test_growth_overrides_carry_every_widened_part_onto_a_recipe():
     assert growth_overrides(grown) == ["model_overrides.vae.decoder_temporal_mix=3",
                                        "model_overrides.vae.decoder_refine_channels=32",
                                        "model_overrides.vae.decoder_reference_channels=0",
+                                       "model_overrides.vae.decoder_reference_attention=0",
                                        "model_overrides.dit.depth=8"]
     recipe = shipped_recipe("demo_64_fs_vae_decoder_sampled").with_overrides(growth_overrides(grown))
     assert recipe.model_config().vae == grown.vae and recipe.model_config().dit.depth == 8

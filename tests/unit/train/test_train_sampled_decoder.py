@@ -100,22 +100,26 @@ def test_a_run_resumes_from_its_own_checkpoint(tmp_path, tiny_config, stage1_run
     assert [r["step"] for r in resumed.run()] == [2]
 
 
-def test_the_reference_stage_trains_only_the_decoders_reference_head(tmp_path, tiny_config):
+def test_the_reference_stage_trains_only_the_decoders_reference_parts(tmp_path, tiny_config):
     vae = {"architecture": "frame_stack", "latent_channels": 4, "base_channels": 8,
            "channel_mults": [1, 2], "num_res_blocks": 1, "spatial_factor": 4,
-           "temporal_factor": 4, "patch_size": 2, "decoder_reference_channels": 4}
+           "temporal_factor": 4, "patch_size": 2, "decoder_reference_channels": 4,
+           "decoder_reference_attention": 2}
     config = tiny_config(model_overrides=dict(tiny_config().model_overrides, vae=vae),
                          weight_decay=0.0, sampled_steps=2, sampled_true_fraction=0.5,
                          batch_size=1, data_echo=6, lr=3e-3)
     Trainer(config, "1", tmp_path / "s1", 1, device="cpu").run()  # measures the latent stats
     t = Trainer(config, "vae_reference", tmp_path / "ref", 6, init_from=tmp_path / "s1",
                 device="cpu")
-    head = {n for n, _ in t.modules.named_parameters() if n.startswith("vae.decoder.reference.")}
+    head = {n for n, _ in t.modules.named_parameters()
+            if n.startswith(("vae.decoder.reference.", "vae.decoder.reference_attention."))}
     assert head and trainable_names(t.modules, "vae_reference") == head
     before = {n: p.detach().clone() for n, p in t.modules.named_parameters()}
     rows = t.run()  # one clip, decoded six times
     moved = {n for n, p in t.modules.named_parameters() if not torch.equal(before[n], p)}
     assert "vae.decoder.reference.conv_out.weight" in moved and moved <= head
+    assert {"vae.decoder.reference_attention.proj.weight",  # zero at the start
+            "vae.decoder.reference_attention.kv.weight"} <= moved  # reached once proj moved
     losses = [float(r["loss"]) for r in rows]
     assert {r["stage"] for r in rows} == {"vae_reference"}
     assert len(losses) == 6 and losses[-1] < losses[0]

@@ -495,6 +495,23 @@ def test_ssim_weight_adds_one_minus_the_eval_ssim_and_reaches_the_decoder(tiny_c
     assert (weighted - plain).item() == pytest.approx(0.5 * (1 - expected), rel=1e-4)
 
 
+def test_the_ssim_term_is_the_same_under_bf16_autocast():
+    # smooth frames with a little noise, like decoded puppets: their local variances are tiny
+    # differences of large means, which bf16 convolutions used to turn to noise (SSIM ~0)
+    from dreamactor_core.train.stages import reconstruction_loss
+
+    gen = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
+    video = (0.3 + 0.2 * torch.sin(6 * xx) * torch.cos(4 * yy)).expand(1, 3, 3, 32, 32)
+    recon = (video + 0.02 * torch.randn(video.shape, generator=gen)).requires_grad_()
+    fp32, fp32_metrics = reconstruction_loss(recon, video, ssim_weight=1.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16, bf16_metrics = reconstruction_loss(recon, video, ssim_weight=1.0)
+    assert 0.3 < float(fp32_metrics["ssim"]) < 0.95
+    assert float(bf16_metrics["ssim"]) == pytest.approx(float(fp32_metrics["ssim"]), abs=1e-5)
+    assert bf16.dtype == torch.float32 and bf16.item() == pytest.approx(fp32.item(), abs=1e-5)
+
+
 def test_ssim_weight_on_frames_smaller_than_its_window_names_the_setting():
     from dreamactor_core.train.stages import reconstruction_loss
 

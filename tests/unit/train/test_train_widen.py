@@ -119,6 +119,16 @@ def test_a_frame_stack_decoder_gets_a_refiner_and_a_mix_in_one_call(tmp_path, ti
         load_init(build_modules(_frame_stack_config(tiny_config, 2, 4)), with_ref)
     # only the components loaded must fit: the DiT alone loads into a run without the head
     assert load_init(build_modules(_frame_stack_config(tiny_config, 2)), with_ref, ["dit"]) == ["dit"]
+    with_attention = tmp_path / "attention.safetensors"
+    assert widen_cli.main(["--model", str(with_ref), "--out", str(with_attention),
+                           "--decoder-reference-attention", "2"]) == 0
+    grown = DreamActorModel.load(with_attention)
+    assert grown.config.vae.decoder_reference_attention == 2
+    assert grown.config.vae.decoder_reference_channels == 4  # the head it was added beside
+    torch.testing.assert_close(grown.vae.decode(z, reference=reference), plain.vae.decode(z),
+                               atol=1e-6, rtol=0)
+    _refused(capsys, tmp_path, ["--model", str(with_attention), "--decoder-reference-attention",
+                                "3"], "decoder_reference_attention: this decoder has heads 2")
 
 
 def test_the_added_parts_random_init_follows_the_seed(tmp_path, tiny_config):
