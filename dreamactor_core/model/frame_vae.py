@@ -168,10 +168,10 @@ class ReferenceAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         # x: [B*T, C, h, w] (frames of B clips), ref: [B, C_ref, h, w] -> [B*T, C, h, w]
-        b, (n, _, h, w) = ref.shape[0], x.shape
-        pos = torch.stack(torch.meshgrid(torch.zeros(1, dtype=torch.long), torch.arange(h), torch.arange(w),
-                                         indexing="ij"), dim=-1).reshape(-1, 3).to(x.device)
-        cos, sin = self.rope(pos)  # [h*w, Dh/2]
+        b, (h, w) = ref.shape[0], x.shape[-2:]
+        rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        pos = torch.stack([torch.zeros_like(rows), rows, cols], dim=-1).reshape(-1, 3)  # (0, y, x)
+        cos, sin = self.rope(pos.to(x.device))  # [h*w, Dh/2]
         tokens = rearrange(self.norm(x), "(b t) c h w -> b (t h w) c", b=b)  # [B, T*h*w, C]
         q = rearrange(self.q(tokens), "b (t l) (k d) -> b k t l d", l=h * w, k=self.heads)
         q = rearrange(apply_rope(self.q_norm(q), cos, sin), "b k t l d -> b k (t l) d")
