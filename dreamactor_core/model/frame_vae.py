@@ -37,7 +37,7 @@ from torch import nn
 
 from .causal_layers import ChannelRMSNorm
 from .config import VAEConfig
-from .layers import RMSNorm, RoPE3D, apply_rope
+from .layers import CrossAttention, RoPE3D
 from .vae import VideoVAE
 
 
@@ -154,33 +154,25 @@ class ReferenceAttention(nn.Module):
 
     def __init__(self, channels: int, ref_channels: int, heads: int, theta: float = 100.0):
         super().__init__()
-        self.heads = heads
         self.norm = ChannelRMSNorm(channels)
         self.ref_norm = ChannelRMSNorm(ref_channels)
-        self.q = nn.Linear(channels, channels)
-        self.kv = nn.Linear(ref_channels, 2 * channels)
-        self.q_norm = RMSNorm(channels // heads)
-        self.k_norm = RMSNorm(channels // heads)
+        self.attn = CrossAttention(channels, ref_channels, heads)
         self.rope = RoPE3D(channels // heads, theta)
-        self.proj = nn.Linear(channels, channels)
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
+        nn.init.zeros_(self.attn.proj.weight)
+        nn.init.zeros_(self.attn.proj.bias)
 
     def forward(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         # x: [B*T, C, h, w] (frames of B clips), ref: [B, C_ref, h, w] -> [B*T, C, h, w]
         b, (h, w) = ref.shape[0], x.shape[-2:]
+        t = x.shape[0] // b
         rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
         pos = torch.stack([torch.zeros_like(rows), rows, cols], dim=-1).reshape(-1, 3)  # (0, y, x)
         cos, sin = self.rope(pos.to(x.device))  # [h*w, Dh/2]
         tokens = rearrange(self.norm(x), "(b t) c h w -> b (t h w) c", b=b)  # [B, T*h*w, C]
-        q = rearrange(self.q(tokens), "b (t l) (k d) -> b k t l d", l=h * w, k=self.heads)
-        q = rearrange(apply_rope(self.q_norm(q), cos, sin), "b k t l d -> b k (t l) d")
         context = rearrange(self.ref_norm(ref), "b c h w -> b (h w) c")  # [B, h*w, C_ref]
-        k, v = rearrange(self.kv(context), "b l (two k d) -> two b k l d", two=2, k=self.heads)
-        k = apply_rope(self.k_norm(k), cos, sin)
-        out = F.scaled_dot_product_attention(q, k, v)  # [B, heads, T*h*w, Dh]
-        out = self.proj(rearrange(out, "b k (t h w) d -> b t h w (k d)", h=h, w=w))
-        return x + rearrange(out, "b t h w c -> (b t) c h w")
+        out = self.attn(tokens, context, q_rope=(cos.repeat(t, 1), sin.repeat(t, 1)),
+                        k_rope=(cos, sin))  # [B, T*h*w, C]
+        return x + rearrange(out, "b (t h w) c -> (b t) c h w", h=h, w=w)
 
 
 class FrameEncoder(nn.Module):

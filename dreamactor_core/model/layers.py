@@ -107,7 +107,8 @@ class SelfAttention(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Queries from x [B, Lq, D], keys/values from context [B, Lk, Dc]; no RoPE.
+    """Queries from x [B, Lq, D], keys/values from context [B, Lk, Dc]; RoPE on q and k only
+    when given their (cos, sin) ([Lq, Dh/2] and [Lk, Dh/2]).
 
     Rows whose key_mask is all False get a zero output (instead of SDPA's NaN), i.e. "nothing to
     attend to" adds nothing to the residual stream.
@@ -123,10 +124,16 @@ class CrossAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor,
-                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+                key_mask: torch.Tensor | None = None,
+                q_rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                k_rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         q = self.q_norm(rearrange(self.q(x), "b l (h d) -> b h l d", h=self.heads))
         k, v = rearrange(self.kv(context), "b l (two h d) -> two b h l d", two=2, h=self.heads)
         k = self.k_norm(k)
+        if q_rope is not None:
+            q = apply_rope(q, *q_rope)
+        if k_rope is not None:
+            k = apply_rope(k, *k_rope)
         if key_mask is None:
             out = F.scaled_dot_product_attention(q, k, v)
             return self.proj(rearrange(out, "b h l d -> b l (h d)"))

@@ -2,14 +2,15 @@
 
 One step: this rank's slice of the global batch (distributed.py) -> per-sample draws keyed by
 stream position -> stage loss (bf16 autocast on CUDA when enabled) -> backward (DDP averages
-gradients) -> gradient clipping -> AdamW with linear warm-up -> EMA of the trained weights. A step whose
-gradient is not finite (a NaN or inf loss) changes no weight and is counted; NONFINITE_LIMIT of
-them in a row stop the run with an error, its last checkpoint intact.
+gradients) -> gradient clipping -> AdamW with linear warm-up -> EMA of the trained weights. A
+step whose gradient is not finite (a NaN or inf loss) changes no weight and is counted;
+NONFINITE_LIMIT of them in a row stop the run with an error, its last checkpoint intact.
 Rank 0 writes ``metrics.csv`` (step, stage, loss, lr, grad_norm, samples_per_s, skipped_total,
-skipped, nonfinite_steps) and checkpoints (checkpoint.py); every rank reads them on ``resume``. A run is a pure
-function of (config, stage, init weights, data): all randomness derives from ``config.seed``
-and the step, so resuming from a checkpoint reproduces the uninterrupted run bit for bit (and
-a run may resume on a different number of processes: the global batch stays the same).
+skipped, nonfinite_steps) and checkpoints (checkpoint.py); every rank reads them on
+``resume``. A run is a pure function of (config, stage, init weights, data): all randomness
+derives from ``config.seed`` and the step, so resuming from a checkpoint reproduces the
+uninterrupted run bit for bit (and a run may resume on a different number of processes: the
+global batch stays the same).
 """
 
 from __future__ import annotations

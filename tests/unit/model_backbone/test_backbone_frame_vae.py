@@ -291,10 +291,10 @@ def test_the_reference_attention_can_fetch_from_another_place():
 
     attn = ReferenceAttention(channels=8, ref_channels=8, heads=1)
     eye = torch.eye(8)
-    for lin in (attn.q, attn.proj):
+    for lin in (attn.attn.q, attn.attn.proj):
         lin.weight.copy_(eye), lin.bias.zero_()
-    attn.kv.weight.copy_(torch.cat([eye, eye])), attn.kv.bias.zero_()
-    attn.q_norm.weight.fill_(10.0)  # sharp scores
+    attn.attn.kv.weight.copy_(torch.cat([eye, eye])), attn.attn.kv.bias.zero_()
+    attn.attn.q_norm.weight.fill_(10.0)  # sharp scores
     # content in channels 0-3: the rotation pairs RoPE gives time, which is 0 for every token
     ref = torch.zeros(1, 8, 4, 4)
     ref[0, 0] = 1.0  # every reference token is "background" (channel 0)...
@@ -312,7 +312,7 @@ def test_a_reference_attention_learns_from_the_start():
     vae = FrameStackVAE(_config(decoder_reference_attention=2))
     reference = _video(1, seed=5)[:, :, 0]
     vae.decode(vae.encode(_video(5)), reference=reference).square().mean().backward()
-    assert vae.decoder.reference_attention.proj.weight.grad.abs().sum() > 0
+    assert vae.decoder.reference_attention.attn.proj.weight.grad.abs().sum() > 0
 
 
 def test_the_reference_attention_heads_must_split_the_decoder_width():

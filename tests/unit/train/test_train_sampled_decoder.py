@@ -118,8 +118,8 @@ def test_the_reference_stage_trains_only_the_decoders_reference_parts(tmp_path, 
     rows = t.run()  # one clip, decoded six times
     moved = {n for n, p in t.modules.named_parameters() if not torch.equal(before[n], p)}
     assert "vae.decoder.reference.conv_out.weight" in moved and moved <= head
-    assert {"vae.decoder.reference_attention.proj.weight",  # zero at the start
-            "vae.decoder.reference_attention.kv.weight"} <= moved  # reached once proj moved
+    assert {"vae.decoder.reference_attention.attn.proj.weight",  # zero at the start
+            "vae.decoder.reference_attention.attn.kv.weight"} <= moved  # reached once proj moved
     losses = [float(r["loss"]) for r in rows]
     assert {r["stage"] for r in rows} == {"vae_reference"}
     assert len(losses) == 6 and losses[-1] < losses[0]
