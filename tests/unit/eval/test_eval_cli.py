@@ -152,6 +152,34 @@ def test_draws_average_the_sampling_noise(model_file, tmp_path, capsys):
     assert "draws must be an integer >= 1" in capsys.readouterr().err
 
 
+def test_vae_only_scores_the_autoencoder_on_the_same_clips(model_file, tmp_path, capsys):
+    args = ["--model", str(model_file), "--clips", "2", "--frames", "5", "--steps", "1",
+            "--mean-clips", "1", "--device", "cpu"]
+    assert main(args + ["--out", str(tmp_path / "full")]) == 0
+    full = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(args + ["--vae-only", "--out", str(tmp_path / "vae")]) == 0
+    out = capsys.readouterr().out
+    vae = json.loads(out.strip().splitlines()[-1])
+
+    assert out.startswith("VAE reconstruction over 2 clip(s)")
+    keys = ("vae_psnr", "vae_moving_psnr", "vae_ssim", "vae_reference_psnr",
+            "truth_latent_jump", "vae_latent_jump")
+    for key in keys:  # the same figures as the full evaluation's, clip for clip
+        assert vae[key] == pytest.approx(full[key], rel=1e-6), key
+        assert len(vae["per_clip"][key]) == 2
+        assert vae[key] == pytest.approx(np.mean(vae["per_clip"][key]))
+    assert vae["per_clip"]["vae_psnr"][0] != vae["per_clip"]["vae_psnr"][1]  # two clips
+    assert vae["clip_seeds"] == full["clip_seeds"]
+    assert vae["bars"] == {"vae_psnr": full["bars"]["vae_psnr"]}
+    assert vae["meets"] == {"vae_psnr": False}  # random weights
+    assert "psnr" not in vae and "audio" not in vae  # nothing was generated
+    assert json.loads((tmp_path / "vae" / "report.json").read_text()) == vae
+    assert not (tmp_path / "vae" / "sheet.png").exists()
+
+    assert main(args[:4] + ["--frames", "6", "--vae-only", "--out", str(tmp_path / "bad")]) == 2
+    assert "4*k+1" in capsys.readouterr().err
+
+
 def test_resolve_model_accepts_a_bundle_a_checkpoint_and_a_run_folder(model_file, tmp_path):
     assert resolve_model(str(model_file)) == model_file
     step = tmp_path / "run" / "checkpoints" / "step_00000010"
