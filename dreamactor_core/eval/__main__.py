@@ -98,23 +98,22 @@ def table(summary: dict) -> str:
         spans = ", ".join(f"{key} {_fmt(min(v))}..{_fmt(max(v))}" for key, v in per_draw.items()
                           if None not in v)
         lines.append(f"video driver over {len(per_draw['psnr'])} draws (each draw's mean): {spans}")
-    for name, bar in summary["bars"].items():
-        ok = "PASS" if summary["meets"][name] else "fail"
-        lines.append(f"  {ok} {name} {bar['op']} {_fmt(bar['value'])}")
-    return "\n".join(lines)
+    return "\n".join(lines + bar_lines(summary))
+
+
+def bar_lines(summary: dict) -> list[str]:
+    return [f"  {'PASS' if summary['meets'][name] else 'fail'} {name} {bar['op']} "
+            f"{_fmt(bar['value'])}" for name, bar in summary["bars"].items()]
 
 
 def reconstruction_table(summary: dict) -> str:
     lines = [f"VAE reconstruction over {len(summary['clip_seeds'])} clip(s): PSNR "
-             f"{_fmt(summary['vae_psnr'], 2)} dB, moving pixels {_fmt(summary['vae_moving_psnr'], 2)}"
-             f" dB, SSIM {_fmt(summary['vae_ssim'])}, reference image alone "
-             f"{_fmt(summary['vae_reference_psnr'], 2)} dB",
+             f"{_fmt(summary['vae_psnr'], 2)} dB, moving pixels "
+             f"{_fmt(summary['vae_moving_psnr'], 2)} dB, SSIM {_fmt(summary['vae_ssim'])}, "
+             f"reference image alone {_fmt(summary['vae_reference_psnr'], 2)} dB",
              f"latent_jump of the ground truth {_fmt(summary['truth_latent_jump'])}, of the VAE "
              f"reconstruction {_fmt(summary['vae_latent_jump'])}"]
-    for name, bar in summary["bars"].items():
-        ok = "PASS" if summary["meets"][name] else "fail"
-        lines.append(f"  {ok} {name} {bar['op']} {_fmt(bar['value'])}")
-    return "\n".join(lines)
+    return "\n".join(lines + bar_lines(summary))
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -159,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
                                 ref_scale=args.ref_scale, motion_scale=args.motion_scale,
                                 solver=args.solver, shift=args.shift, seed=args.seed,
                                 draws=args.draws, mean_clips=args.mean_clips)
-        progress = lambda i, n: print(f"clip {i}/{n} done", file=sys.stderr)  # noqa: E731
+        def progress(i: int, n: int) -> None:
+            print(f"clip {i}/{n} done", file=sys.stderr)
+
         if args.vae_only:
             summary, results = evaluate_reconstruction(model, settings, progress), None
         else:
