@@ -356,27 +356,20 @@ def evaluate(model: DreamActorModel, settings: EvalSettings,
     return summarise(results, settings), results
 
 
-RECONSTRUCTION_FIGURES = ("vae_psnr", "vae_moving_psnr", "vae_ssim", "vae_reference_psnr",
-                          "truth_latent_jump", "vae_latent_jump")  # reconstruction_scores'
-
-
-@torch.no_grad()
 def evaluate_reconstruction(model: DreamActorModel, settings: EvalSettings,
                             progress=None) -> dict:
     """The VAE alone on evaluate's clips and references: the mean of each reconstruction figure
     over the clips, ``per_clip`` lists, and the ``vae_psnr`` bar (``bars`` / ``meets``)."""
     settings.check(model.config.vae.temporal_factor)
-    per_clip = {key: [] for key in RECONSTRUCTION_FIGURES}
-    seeds = []
+    rows, seeds = [], []
     for i in range(settings.clips):
         clip, ref, seed = eval_clip(model, i, settings)
-        _, scores = reconstruction_scores(model, _float(clip.frames), _float(ref.frames[0]),
-                                          settings)
-        for key, value in scores.items():
-            per_clip[key].append(value)
+        rows.append(reconstruction_scores(model, _float(clip.frames), _float(ref.frames[0]),
+                                          settings)[1])
         seeds.append(seed)
         if progress is not None:
             progress(i + 1, settings.clips)
+    per_clip = {key: [row[key] for row in rows] for key in rows[0]}
     summary = {key: _mean(values) for key, values in per_clip.items()}
     summary |= {"per_clip": per_clip, "clip_seeds": seeds,
                 "settings": {"clips": settings.clips, "frames": settings.frames,
